@@ -1,0 +1,66 @@
+"""Training images/s: the batched, fused implementation vs a paper-faithful loop.
+
+* fused: batch 4 through ``collate_instances``, ``ConvLSTMCell`` (one convolution for the
+  four gates, input half precomputed once per sequence), one batched ``ris_loss``;
+* paper-faithful: batch 1, ``ConvLSTMCellEq1`` (eight convolutions per cell, eq. 1 as
+  written), the loss computed image by image.
+
+Same model size, same data, same sequence lengths (min(L, n+2) with L = 22, A1 plants).
+Prints both rates and their ratio, measured in this run (goal >= 5x on CPU).
+
+    python benchmarks/bench_train_speed.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+import ris_lite
+from ris_lite.augment import collate_instances
+from ris_lite.train import clip_gradients
+
+
+def make_model(literal: bool) -> ris_lite.RIS:
+    torch.manual_seed(0)
+    model = ris_lite.RIS()
+    if literal:
+        fused = model.lstm.cells
+        model.lstm = ris_lite.ConvLSTM(30, 30, 2, 3, cell=ris_lite.ConvLSTMCellEq1)
+        for a, b in zip(model.lstm.cells, fused):
+            a.load_from_fused(b)
+    return model
+
+
+def images_per_second(model, items, batch: int, seconds: float = 40.0, L: int = 22) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    done, t0, k = 0, time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        chunk = [items[(k + j) % len(items)] for j in range(batch)]
+        k += batch
+        images, targets, counts = collate_instances(chunk)
+        lengths = torch.clamp(counts + 2, max=L)
+        masks, logits = model(images, int(lengths.max()), score_logits=True)
+        loss = ris_lite.ris_loss(masks, logits, targets, counts, lengths=lengths, scores_are_logits=True)
+        opt.zero_grad()
+        loss.backward()
+        clip_gradients(model, 5.0)
+        opt.step()
+        done += batch
+    return done / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    data = ris_lite.RosetteDataset("train", length=32)
+    items = [data[i] for i in range(len(data))]
+    print(f"device cpu, threads {torch.get_num_threads()}, A1 plants at 106x100, L=22")
+    paper = images_per_second(make_model(literal=True), items, batch=1)
+    ours = images_per_second(make_model(literal=False), items, batch=4)
+    print(f"paper-faithful (batch 1, eight-convolution ConvLSTM): {paper:.2f} images/s")
+    print(f"ris_lite (batch 4, fused ConvLSTM, batched loss):    {ours:.2f} images/s")
+    print(f"speed-up: {ours / paper:.2f}x (goal >= 5x on CPU)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The fully convolutional network
+#
+# **What you will learn**
+#
+# * what the FCN of the plant experiment is, in the two forms that exist (the paper's text
+#   and the authors' released code) and why they differ;
+# * how to compute its output size and its receptive field;
+# * what its feature maps look like on a rosette (the idea of the paper's Fig. 6).
+
+# %%
+# Colab: install ris_lite from the repository (non-editable). Locally this does nothing.
+import subprocess
+import sys
+
+REPO = "https://github.com/ris-lite/ris_lite"  # the one URL; must equal _config.yml repository.url
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO}@main"], check=True)
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ris_lite
+
+torch.manual_seed(0)
+device = ris_lite.pick_device()
+print("device:", device.type)
+
+# %% [markdown]
+# ## 1. Two descriptions of one network
+#
+# RIS reads the image once with a fully convolutional network (FCN) and feeds the resulting
+# feature map $\mathbf{B} \in \mathbb{R}^{h' \times w' \times d}$ to the recurrent part at every
+# step. For the leaves, the paper's text describes five convolutions, each followed by a
+# ReLU: thirty $9\times9$ filters, then four layers of thirty $3\times3$ filters, producing a
+# $106 \times 100 \times 30$ map from a $530 \times 500$ image. A $9\times9$ convolution alone
+# cannot shrink 530 to 106, so it must have stride 5.
+#
+# The authors' released plant code does something slightly different: the first stage is a
+# **fixed** bilinear anti-aliasing filter (9 × 9, stride 5, padding 2), i.e. a proper
+# downsampling of the image with no learned weights, followed by the four learned $3\times3$
+# layers. `ris_lite.FCN` offers both: `variant="downsample"` (default, the code) and
+# `variant="learned"` (the text).
+#
+# A bilinear filter for stride $s$ is the outer product of a triangle of width $2s-1$:
+#
+# $$
+# k_s(i, j) \propto (s - |i|)(s - |j|), \qquad |i|, |j| < s, \qquad \textstyle\sum_{i,j} k_s = 1. \tag{F1}
+# $$
+
+# %%
+def triangle_kernel(s: int) -> torch.Tensor:
+    r = torch.tensor([s - abs(i) for i in range(-(s - 1), s)], dtype=torch.float32)
+    k = torch.outer(r, r)
+    return k / k.sum()
+
+
+k5 = triangle_kernel(5)
+assert torch.allclose(k5, ris_lite.bilinear_kernel(5))
+print("kernel for stride 5:", tuple(k5.shape), "sum", round(float(k5.sum()), 6))
+plt.figure(figsize=(3, 3))
+plt.imshow(k5, cmap="viridis")
+plt.title("fixed 9x9 anti-aliasing kernel (stride 5)", fontsize=9)
+plt.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## 2. Output size
+#
+# A convolution with kernel $k$, stride $s$ and padding $p$ maps a side of $n$ pixels to
+#
+# $$
+# n' = \left\lfloor \frac{n + 2p - k}{s} \right\rfloor + 1. \tag{F2}
+# $$
+#
+# With $k=9, s=5, p=2$: $530 \to 106$ and $500 \to 100$, the $106\times100$ grid of the paper.
+# The four $3\times3$ layers have padding 1 and keep the size. Our benchmark images are already
+# $106\times100$ (see the data chapter), and we use stride 2 (kernel 3, padding 1), which gives
+# a $53 \times 50$ grid.
+
+# %%
+def out_size(n, k, s, p):
+    return (n + 2 * p - k) // s + 1
+
+
+print("A1 frame, stride 5:", out_size(530, 9, 5, 2), "x", out_size(500, 9, 5, 2))
+print("benchmark, stride 2:", out_size(106, 3, 2, 1), "x", out_size(100, 3, 2, 1))
+assert ris_lite.FCN(stride=5).output_size(530, 500) == (106, 100)
+assert ris_lite.FCN(stride=2).output_size(106, 100) == (53, 50)
+
+# %% [markdown]
+# ## 3. Build it
+#
+# Here is the whole network in a few lines; the check compares it with `ris_lite.FCN`
+# after copying the weights. `ris_lite.FCN` also centres the $[0, 1]$ pixels to a signed,
+# unit-scale input and uses He initialisation, so the features that reach the ConvLSTM have
+# a spread of order one (with PyTorch's default initialisation they shrink layer by layer,
+# and the recurrent part then sees an almost constant input).
+
+# %%
+class TinyFCN(nn.Module):
+    def __init__(self, stride=2, channels=30):
+        super().__init__()
+        self.stride = stride
+        self.register_buffer("aa", triangle_kernel(stride).expand(3, 1, -1, -1).clone())
+        self.convs = nn.ModuleList(nn.Conv2d(3 if i == 0 else channels, channels, 3, padding=1) for i in range(4))
+
+    def forward(self, x):
+        x = F.conv2d(x, self.aa, stride=self.stride, padding=self.stride // 2, groups=3)
+        x = (x - 0.5) / 0.25
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return x
+
+
+ours, ref = TinyFCN(), ris_lite.FCN(stride=2)
+ref_convs = [m for m in ref.body if isinstance(m, nn.Conv2d)]
+for a, b in zip(ours.convs, ref_convs):
+    a.load_state_dict(b.state_dict())
+x = torch.rand(2, 3, 106, 100)
+assert torch.allclose(ours(x), ref(x), atol=1e-5)
+print("TinyFCN == ris_lite.FCN:", tuple(ref(x).shape))
+
+# %% [markdown]
+# ## 4. Receptive field
+#
+# One output cell sees a square of the input. The first stage sees $2s-1$ pixels (or 9 for the
+# learned variant); each $3\times3$ layer after a stride-$s$ stage widens it by $2s$ input pixels:
+#
+# $$
+# r = k_1 + 4 \cdot 2s. \tag{F3}
+# $$
+#
+# We can also *measure* it: the gradient of one output cell with respect to the input is
+# non-zero exactly on its receptive field.
+
+# %%
+for variant, stride in [("downsample", 5), ("learned", 5), ("downsample", 2)]:
+    fcn = ris_lite.FCN(stride=stride, variant=variant)
+    img = torch.rand(1, 3, 160, 160, requires_grad=True)
+    out = fcn(img)
+    out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+    rows = img.grad[0].abs().sum(0).sum(1).nonzero()
+    measured = int(rows.max() - rows.min() + 1)
+    print(f"{variant:10s} stride {stride}: formula {fcn.receptive_field()} px, measured {measured} px")
+
+# %% [markdown]
+# On the benchmark (stride 2) one feature cell sees 19 × 19 pixels, a bit less than a median
+# leaf (about 250 pixels, 16 pixels across). The ConvLSTM's own $3\times3$ convolutions widen
+# the view further at every step.
+#
+# ## 5. Feature maps of a rosette
+#
+# The paper's Fig. 6 shows the FCN channels of a Pascal image. Here are the 30 channels of the
+# shipped plant model (`load_pretrained`, trained in the training chapter) on a test plant.
+# Some channels light up on leaf blades, some on leaf edges and the gaps between leaves, some
+# on soil and moss.
+
+# %%
+model = ris_lite.load_pretrained().to(device)
+image, labels = ris_lite.make_rosette(ris_lite.SPLITS["test"][0] + 3)
+with torch.no_grad():
+    feats = model.fcn(image[None].to(device))[0].cpu()
+print("features:", tuple(feats.shape))
+fig, axes = plt.subplots(3, 11, figsize=(15, 4.4))
+axes[0, 0].imshow(image.permute(1, 2, 0))
+axes[0, 0].set_title("input", fontsize=8)
+for c, ax in enumerate(axes.flat[1:31]):
+    ax.imshow(feats[c], cmap="magma")
+    ax.set_title(f"ch {c}", fontsize=7)
+for ax in axes.flat:
+    ax.set_axis_off()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Train the `variant="learned"` FCN instead (`RIS(fcn_variant="learned")`) for the same
+#    budget as the training chapter. Does learning the first layer help at this data size?
+# 2. With stride 5 on the A1 frame, what is the receptive field in *A1 pixels*, and how does it
+#    compare with the median leaf area of 1,918 pixels?
+# 3. Replace the fixed anti-aliasing filter by plain subsampling (`x[:, :, ::s, ::s]`). Show on a
+#    rosette with fine moss texture why the filter matters (aliasing).
+#
+# ## What this chapter built in `ris_lite`
+#
+# `FCN` (with `output_size`, `receptive_field`, `downsample`) and `bilinear_kernel`
+# (module `ris_lite.fcn`); `pick_device` (`ris_lite.train`); `load_pretrained`
+# (`ris_lite.pretrained`).

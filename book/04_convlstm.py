@@ -1,0 +1,230 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The convolutional LSTM (eq. 1)
+#
+# **What you will learn**
+#
+# * why RIS needs a recurrent unit whose state is an *image*, and how eq. (1) builds one;
+# * how to write eq. (1) literally, gate by gate with eight convolutions, and how the same
+#   computation becomes one fused convolution (what `ris_lite` runs);
+# * how to prove the two equal, outputs and gradients;
+# * the initialisation of the paper, the authors' code's variant, and a figure of the gates
+#   and of the state summary $\kappa(\mathbf{h}_t)$ over a few steps.
+
+# %%
+# Colab: install ris_lite from the repository (non-editable). Locally this does nothing.
+import subprocess
+import sys
+
+REPO = "https://github.com/ris-lite/ris_lite"  # the one URL; must equal _config.yml repository.url
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO}@main"], check=True)
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+import ris_lite
+
+torch.manual_seed(0)
+device = ris_lite.pick_device()
+
+# %% [markdown]
+# ## 1. A memory shaped like the image
+#
+# RIS must remember *where* it has already found leaves. A plain LSTM keeps a vector; the
+# convolutional LSTM keeps a whole feature map $\mathbf{h}_t, \mathbf{c}_t \in \mathbb{R}^{h'\times w'\times d}$
+# and replaces every matrix product of the LSTM by a convolution, so each cell of the state
+# talks only to its neighbours and the same small filters are used everywhere. With input
+# $\mathbf{x}_t$ (for RIS: the FCN features $\mathbf{B}$, the same at every step):
+#
+# $$
+# \begin{aligned}
+# \mathbf{i}_t &= \sigma(\mathbf{w}_{xi} * \mathbf{x}_t + \mathbf{w}_{hi} * \mathbf{h}_{t-1} + \mathbf{b}_i) &
+# \mathbf{f}_t &= \sigma(\mathbf{w}_{xf} * \mathbf{x}_t + \mathbf{w}_{hf} * \mathbf{h}_{t-1} + \mathbf{b}_f) \\
+# \mathbf{o}_t &= \sigma(\mathbf{w}_{xo} * \mathbf{x}_t + \mathbf{w}_{ho} * \mathbf{h}_{t-1} + \mathbf{b}_o) &
+# \mathbf{g}_t &= \tanh(\mathbf{w}_{xg} * \mathbf{x}_t + \mathbf{w}_{hg} * \mathbf{h}_{t-1} + \mathbf{b}_g) \\
+# \mathbf{c}_t &= \mathbf{f}_t \odot \mathbf{c}_{t-1} + \mathbf{i}_t \odot \mathbf{g}_t &
+# \mathbf{h}_t &= \mathbf{o}_t \odot \tanh(\mathbf{c}_t)
+# \end{aligned} \tag{1}
+# $$
+#
+# $*$ is a convolution with an $f\times f$ filter ($f=3$ for plants, $1$ for people), $\sigma$ the
+# logistic sigmoid. The input gate $\mathbf{i}$ decides how much new content $\mathbf{g}$ enters the
+# cell, the forget gate $\mathbf{f}$ how much of the old cell survives, the output gate $\mathbf{o}$
+# how much of the cell is shown as $\mathbf{h}$.
+#
+# ## 2. Eq. (1), line by line
+#
+# Eight convolutions without bias and four bias vectors, exactly as written:
+
+# %%
+class ConvLSTMEq1(nn.Module):
+    def __init__(self, cin, ch, f=3):
+        super().__init__()
+        conv = lambda c: nn.Conv2d(c, ch, f, padding=f // 2, bias=False)
+        self.w_xi, self.w_hi, self.w_xf, self.w_hf = conv(cin), conv(ch), conv(cin), conv(ch)
+        self.w_xo, self.w_ho, self.w_xg, self.w_hg = conv(cin), conv(ch), conv(cin), conv(ch)
+        self.b_i, self.b_f, self.b_o, self.b_g = (nn.Parameter(torch.zeros(ch, 1, 1)) for _ in range(4))
+
+    def forward(self, x, state):
+        h, c = state
+        i = torch.sigmoid(self.w_xi(x) + self.w_hi(h) + self.b_i)
+        f = torch.sigmoid(self.w_xf(x) + self.w_hf(h) + self.b_f)
+        o = torch.sigmoid(self.w_xo(x) + self.w_ho(h) + self.b_o)
+        g = torch.tanh(self.w_xg(x) + self.w_hg(h) + self.b_g)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        return h, c
+
+
+# %% [markdown]
+# ## 3. One fused convolution
+#
+# The eight filters can be stacked: a convolution over the concatenation $[\mathbf{x}_t, \mathbf{h}_{t-1}]$
+# with $4d$ output channels computes all four gate pre-activations at once, then we split
+# them in the order $(i, f, o, g)$. One large convolution is much faster than eight small
+# ones. This is `ris_lite.ConvLSTMCell`. We copy our literal cell's weights into it and
+# compare outputs **and** gradients:
+
+# %%
+cin, ch = 30, 30
+literal = ConvLSTMEq1(cin, ch)
+fused = ris_lite.ConvLSTMCell(cin, ch, 3)
+with torch.no_grad():
+    for k, gate in enumerate("ifog"):
+        w = torch.cat([getattr(literal, f"w_x{gate}").weight, getattr(literal, f"w_h{gate}").weight], dim=1)
+        fused.conv.weight[k * ch:(k + 1) * ch] = w
+        fused.conv.bias[k * ch:(k + 1) * ch] = getattr(literal, f"b_{gate}").view(-1)
+
+x = torch.randn(2, cin, 53, 50)
+state = (torch.randn(2, ch, 53, 50), torch.randn(2, ch, 53, 50))
+xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+ha, ca = literal(xa, state)
+hb, cb = fused(xb, state)
+(ha.sum() + (ca ** 2).sum()).backward()
+(hb.sum() + (cb ** 2).sum()).backward()
+print("max |h difference| below 1e-5:", (ha - hb).abs().max().item() < 1e-5)
+print("max |grad x difference| below 1e-4:", (xa.grad - xb.grad).abs().max().item() < 1e-4)
+assert torch.allclose(ha, hb, atol=1e-5) and torch.allclose(ca, cb, atol=1e-5)
+assert torch.allclose(xa.grad, xb.grad, atol=1e-4)
+gw = fused.conv.weight.grad
+assert torch.allclose(literal.w_hg.weight.grad, gw[3 * ch:, cin:], rtol=1e-4, atol=1e-3)
+assert torch.allclose(literal.w_xi.weight.grad, gw[:ch, :cin], rtol=1e-4, atol=1e-3)
+
+# %% [markdown]
+# `ris_lite.ConvLSTMCellEq1` is the same literal cell inside the package, with
+# `load_from_fused` to copy weights across; the unit tests prove the equality for it too.
+#
+# **How much faster?** A quick timing on this machine (the benchmark in `benchmarks/`
+# measures whole training steps):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def per_call(fn, reps=10):
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+with torch.no_grad():
+    t_literal = per_call(lambda: literal(x, state))
+    t_fused = per_call(lambda: fused(x, state))
+print(f"eight convolutions: {1e3 * t_literal:.1f} ms, fused: {1e3 * t_fused:.1f} ms "
+      f"({t_literal / t_fused:.1f}x) per step")
+
+# %% [markdown]
+# RIS also precomputes the input half of the gates: the first layer reads the same features
+# $\mathbf{B}$ at every step, so $\mathbf{w}_{x\cdot} * \mathbf{B}$ is computed once per sequence
+# (`ConvLSTMCell.project_input`) and each step only convolves $\mathbf{h}_{t-1}$ (`step`).
+#
+# ## 4. Initialisation
+#
+# The paper draws every weight from $U(-0.08, 0.08)$ and sets the forget-gate bias
+# $\mathbf{b}_f = 1$, so that at the start the cell keeps its memory and gradients reach
+# earlier steps. The authors' released code also sets $\mathbf{b}_i$ and $\mathbf{b}_o$ to 1;
+# `gate_bias=(1, 1, 1, 0)` selects that.
+
+# %%
+paper = ris_lite.ConvLSTMCell(30, 30, 3)
+code = ris_lite.ConvLSTMCell(30, 30, 3, gate_bias=(1.0, 1.0, 1.0, 0.0))
+for name, cell in [("paper", paper), ("authors' code", code)]:
+    b = cell.conv.bias.view(4, -1)[:, 0].tolist()
+    print(f"{name:14s} weights in [{cell.conv.weight.min():.3f}, {cell.conv.weight.max():.3f}], "
+          f"biases (i, f, o, g) = {tuple(round(v, 1) for v in b)}")
+
+# %% [markdown]
+# ## 5. Two layers, the same input at every step
+#
+# RIS stacks two ConvLSTM layers; the first reads $\mathbf{B}$, the second reads the first's
+# $\mathbf{h}$, and the state of both starts at zero. The paper's Fig. 4 summarises the state by
+#
+# $$
+# \kappa(\mathbf{h}_t)_{uv} = \textstyle\sum_{k=1}^{d} |h_{t,uvk}|, \tag{C1}
+# $$
+#
+# the total activity of each cell of the grid. Below: the gates of the second layer (mean
+# over channels) and $\kappa(\mathbf{h}_t)$ for the shipped model on a test plant.
+
+# %%
+model = ris_lite.load_pretrained().to(device)
+image, labels = ris_lite.make_rosette(ris_lite.SPLITS["test"][0] + 1)
+steps = 6
+with torch.no_grad():
+    feats = model.fcn(image[None].to(device))
+    tops, history = model.lstm(feats, steps, return_all=True)
+    second = model.lstm.cells[1]
+    rows = {"i": [], "f": [], "o": [], "kappa(h)": []}
+    for t in range(steps):
+        prev = history[t - 1][1] if t > 0 else second.init_state(feats)
+        gates = second.gates(history[t][0][0], prev)
+        for g in "ifo":
+            rows[g].append(gates[g][0].mean(0).cpu())
+        rows["kappa(h)"].append(history[t][1][0][0].abs().sum(0).cpu())
+
+fig, axes = plt.subplots(4, steps + 1, figsize=(1.7 * (steps + 1), 7))
+axes[0, 0].imshow(image.permute(1, 2, 0))
+for r, (name, maps) in enumerate(rows.items()):
+    axes[r, 0].set_ylabel(name)
+    for t, m in enumerate(maps):
+        axes[r, t + 1].imshow(m, cmap="magma")
+        if r == 0:
+            axes[r, t + 1].set_title(f"t = {t + 1}", fontsize=9)
+for ax in axes.flat:
+    ax.set_xticks([]), ax.set_yticks([])
+for ax in axes[1:, 0]:
+    ax.set_visible(False)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The state changes from step to step around the leaves already produced: the memory is
+# spatial, which is the point of the convolutional form.
+#
+# ## Exercises
+#
+# 1. Count the parameters of one ConvLSTM layer for $d = 30$, $f = 3$, by hand and with
+#    `sum(p.numel() for p in cell.parameters())`.
+# 2. Set the forget-gate bias to $-3$ and train for the budget of the training chapter. What
+#    happens to the later steps of the sequence?
+# 3. Replace the $3\times3$ gates by $1\times1$ (the people model). How does the receptive
+#    field of the state grow over the steps now?
+# 4. Time `ConvLSTMCell.forward` against `project_input` + `step` for 20 steps; explain the
+#    difference.
+#
+# ## What this chapter built in `ris_lite`
+#
+# `ConvLSTMCell` (`forward`, `project_input`, `step`, `gates`, `init_state`),
+# `ConvLSTMCellEq1` (`load_from_fused`) and `ConvLSTM` (module `ris_lite.convlstm`).

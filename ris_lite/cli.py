@@ -1,0 +1,195 @@
+"""``ris-lite train | evaluate | predict`` (also ``python -m ris_lite``).
+
+Explained in the book chapters ``book/07_training`` and ``book/08_evaluation``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _check_data(spec: str) -> None:
+    if spec == "synthetic":
+        return
+    if not spec.startswith("cvppp:"):
+        raise CLIError(f"--data must be 'synthetic' or 'cvppp:PATH', got {spec!r}")
+    root = spec.split(":", 1)[1]
+    if not Path(root).is_dir():
+        raise CLIError(f"--data {spec}: no such folder {root!r}")
+
+
+def _dataset(spec: str, split: str, model, length: Optional[int]):
+    from .cvppp import CVPPP
+    from .rosette import RosetteDataset
+
+    if spec == "synthetic":
+        opts = dict(getattr(model, "data_options", {}) or {})
+        try:
+            return RosetteDataset(split, length=length, **opts)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+    _check_data(spec)
+    try:
+        return CVPPP(spec.split(":", 1)[1], size=tuple(model.config.input_size))
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _model(checkpoint: Optional[str], device: Optional[str]):
+    from .pretrained import load_pretrained
+    from .train import model_from_checkpoint, pick_device
+
+    try:
+        dev = pick_device(device)
+        if checkpoint is None:
+            return load_pretrained().to(dev)
+        return model_from_checkpoint(checkpoint).to(dev)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        raise CLIError(str(e)) from None
+
+
+def cmd_train(a) -> int:
+    from .train import A1_CURRICULUM, TrainConfig, Trainer
+
+    if a.data != "synthetic":
+        raise CLIError("train supports --data synthetic only (the CVPPP reader is for evaluation and fine-tuning in code)")
+    out = Path(a.out)
+    if a.resume:
+        ckpt = out / "last.pt" if Path(a.resume).is_dir() or a.resume == "auto" else Path(a.resume)
+        try:
+            trainer = Trainer.resume(ckpt, out, a.device)
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(str(e)) from None
+    else:
+        if (out / "last.pt").exists():
+            raise CLIError(f"{out / 'last.pt'} exists: pass --resume auto to continue it, or a new --out")
+        curriculum = [list(s) for s in A1_CURRICULUM]
+        if a.curriculum:
+            try:
+                curriculum = [[int(v) for v in s.split(",")] for s in a.curriculum.split(";")]
+            except ValueError:
+                raise CLIError("--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage)") from None
+        cfg = TrainConfig(lr=a.lr, batch_size=a.batch_size, seed=a.seed, curriculum=curriculum,
+                          eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
+                          train_images=a.train_images)
+        trainer = Trainer(cfg, out, a.device)
+    print(f"training on {trainer.device}; writing {out}/last.pt and {out}/log.csv", file=sys.stderr)
+    trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet)
+    print(json.dumps({"step": trainer.step, "stage": trainer.stage, "minutes": round(trainer.elapsed / 60, 2),
+                      "checkpoint": str(out / "last.pt")}))
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .evaluate import evaluate_model
+
+    _check_data(a.data)
+    model = _model(a.checkpoint, a.device)
+    ds = _dataset(a.data, a.split, model, a.limit)
+    result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet)
+    if a.baseline:
+        from .baseline import evaluate_baseline
+        result = {"ris": result, "watershed": evaluate_baseline(ds)}
+    if a.json:
+        print(json.dumps(result))
+    else:
+        rows = result.items() if a.baseline else [("ris", result)]
+        print(f"{'method':<10} {'DiC':>12} {'|DiC|':>12} {'SBD':>14} {'FgBgDice':>14}  n")
+        for name, r in rows:
+            print(f"{name:<10} {r['dic']:>5.2f} ({r['dic_std']:.2f}) {r['abs_dic']:>5.2f} ({r['abs_dic_std']:.2f}) "
+                  f"{100 * r['sbd']:>6.1f} ({100 * r['sbd_std']:.1f}) {100 * r['fgbg_dice']:>6.1f} "
+                  f"({100 * r['fgbg_dice_std']:.1f})  {r['n_images']}")
+    return 0
+
+
+def cmd_predict(a) -> int:
+    import torch
+
+    from .cvppp import write_label_png
+    from .viz import save_overlay
+
+    _check_data(a.data)
+    model = _model(a.checkpoint, a.device)
+    ds = _dataset(a.data, a.split, model, a.limit)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(len(ds)):
+        image, _ = ds[i]
+        labels = model.predict(image, max_steps=a.max_steps)[0]
+        name = ds.names[i] if hasattr(ds, "names") else f"synthetic{ds.seeds[i]:06d}"
+        size = ds.original_size(i) if hasattr(ds, "original_size") else None
+        write_label_png(labels, out / f"{name}_label.png", size=size)
+        save_overlay(image, labels, out / f"{name}_overlay.png")
+    print(json.dumps({"written": len(ds), "out": str(out), "n_leaves": None if len(ds) == 0 else
+                      int(torch.as_tensor(labels).max())}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ris-lite", description="Recurrent Instance Segmentation, small.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(s):
+        s.add_argument("--data", default="synthetic", help="'synthetic' or 'cvppp:PATH' (a CVPPP A1 folder)")
+        s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+    t = sub.add_parser("train", help="curriculum training; writes OUT/last.pt and OUT/log.csv")
+    common(t)
+    t.add_argument("--out", default="runs/ris", help="output folder")
+    t.add_argument("--budget-minutes", type=float, default=None, help="stop (and save) after this long")
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--resume", default=None, help="'auto' (OUT/last.pt) or a checkpoint path")
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--batch-size", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-every", type=int, default=200)
+    t.add_argument("--stage-max-steps", type=int, default=1000)
+    t.add_argument("--train-images", type=int, default=2000)
+    t.add_argument("--curriculum", default=None, help="stages 'L,lo,hi;L,lo,hi;...' (default: A1 curriculum)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="SBD, FgBgDice, DiC, |DiC| over a split or a CVPPP folder")
+    common(e)
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--checkpoint", default=None, help="a training checkpoint (default: the shipped model)")
+    e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.add_argument("--max-steps", type=int, default=30)
+    e.add_argument("--baseline", action="store_true", help="also score the watershed baseline")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="write CVPPP-format label PNGs and overlay figures")
+    common(r)
+    r.add_argument("--split", default="test", choices=["train", "val", "test"])
+    r.add_argument("--checkpoint", default=None)
+    r.add_argument("--limit", type=int, default=None)
+    r.add_argument("--max-steps", type=int, default=30)
+    r.add_argument("--out", default="predictions")
+    r.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as e:
+        print(f"ris-lite {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ris-lite {args.command}: interrupted (the last checkpoint is kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The fully convolutional feature extractor of the plant experiment (Sec. 4.3).
+
+Explained in the book chapter ``book/03_fcn``.
+
+Two variants, one switch:
+
+* ``"downsample"`` — what the authors' released plant code runs: a *fixed* (untrained)
+  bilinear anti-aliasing filter with stride ``s`` (9 x 9, stride 5, pad 2 turns A1's
+  530 x 500 into 106 x 100), then four 3 x 3 convolutions with ReLU.
+* ``"learned"`` — what the paper's text describes: a learned 9 x 9 first layer (stride
+  ``s``) with ReLU, then four 3 x 3 convolutions with ReLU.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def bilinear_kernel(stride: int) -> torch.Tensor:
+    """``(2s-1, 2s-1)`` triangle (bilinear) filter that sums to 1: anti-aliasing for stride s."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    ramp = stride - torch.arange(-(stride - 1), stride, dtype=torch.float32).abs()
+    kernel = torch.outer(ramp, ramp)
+    return kernel / kernel.sum()
+
+
+class FCN(nn.Module):
+    """Image ``(B, C, H, W)`` -> features ``(B, channels, H', W')``.
+
+    ``H' = floor((H + 2p - k) / s) + 1`` with ``k = 2s - 1`` (downsample) or 9 (learned)
+    and ``p = s // 2`` (downsample) or 4 (learned); the 3 x 3 layers keep the size.
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 30, stride: int = 5,
+                 variant: str = "downsample", n_convs: int = 4):
+        super().__init__()
+        if variant not in ("downsample", "learned"):
+            raise ValueError(f"variant must be 'downsample' or 'learned', got {variant!r}")
+        self.variant, self.stride, self.in_channels = variant, stride, in_channels
+        layers = []
+        if variant == "downsample":
+            kernel = bilinear_kernel(stride).expand(in_channels, 1, -1, -1).clone()
+            self.register_buffer("aa_kernel", kernel, persistent=False)
+            first = in_channels
+        else:
+            layers += [nn.Conv2d(in_channels, channels, 9, stride=stride, padding=4), nn.ReLU(inplace=True)]
+            first = channels
+        for i in range(n_convs):
+            layers += [nn.Conv2d(first if i == 0 else channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*layers)
+        self.out_channels = channels
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):  # He init keeps unit-scale features through the ReLUs,
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # which the LSTM needs
+                nn.init.zeros_(m.bias)
+
+    def downsample(self, images: torch.Tensor) -> torch.Tensor:
+        """The fixed anti-aliased subsampling (identity for the learned variant)."""
+        if self.variant != "downsample" or self.stride == 1:
+            return images
+        return F.conv2d(images, self.aa_kernel, stride=self.stride, padding=self.stride // 2,
+                        groups=self.in_channels)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != self.in_channels:
+            raise ValueError(f"FCN expects images (B,{self.in_channels},H,W), got {tuple(images.shape)}")
+        # Centre the [0, 1] pixels so the first layer sees signed, unit-scale input.
+        return self.body((self.downsample(images) - 0.5) / 0.25)
+
+    def output_size(self, height: int, width: int) -> Tuple[int, int]:
+        """Feature-map size for an input of ``height x width``."""
+        if self.variant == "downsample":
+            k, p = 2 * self.stride - 1, self.stride // 2
+        else:
+            k, p = 9, 4
+        return ((height + 2 * p - k) // self.stride + 1, (width + 2 * p - k) // self.stride + 1)
+
+    def receptive_field(self) -> int:
+        """Side, in input pixels, of the square that one output feature sees."""
+        first = 2 * self.stride - 1 if self.variant == "downsample" else 9
+        n_convs = sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in self.body)
+        return first + 2 * n_convs * self.stride

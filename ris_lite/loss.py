@@ -1,0 +1,171 @@
+"""The permutation-invariant loss of eq. (2)-(5) and Algorithm 1.
+
+Explained in the book chapter ``book/06_loss``.
+
+Batched like DETR's ``HungarianMatcher``: one soft-IoU tensor ``(B, T, N)`` for the whole
+batch on the model's device, ONE copy of the small cost matrices to the CPU, one
+``scipy.optimize.linear_sum_assignment`` per image, then the matched IoUs are gathered
+back on the device so autograd differentiates the chosen branch of the min (eq. 5).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+EPS = 1e-6
+
+
+def soft_iou(pred: torch.Tensor, target: torch.Tensor, dims: int = 2, eps: float = EPS) -> torch.Tensor:
+    """Relaxed IoU ``<p, y> / (|p|_1 + |y|_1 - <p, y>)`` over the last ``dims`` dimensions.
+
+    Broadcasts over leading dimensions. Two empty masks give 0, never NaN (eps in the
+    denominator only, so the value stays in [0, 1]).
+    """
+    pred = torch.as_tensor(pred, dtype=torch.float32) if not torch.is_tensor(pred) else pred
+    target = torch.as_tensor(target) if not torch.is_tensor(target) else target
+    target = target.to(pred.dtype)
+    red = tuple(range(-dims, 0))
+    inter = (pred * target).sum(red)
+    union = pred.sum(red) + target.sum(red) - inter
+    return inter / (union + eps)
+
+
+def pairwise_soft_iou(masks: torch.Tensor, targets: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """All pairs: ``masks (B,T,H,W)``, ``targets (B,N,H,W)`` -> ``(B, T, N)``."""
+    p = masks.flatten(2)
+    y = targets.flatten(2).to(p.dtype)
+    inter = torch.bmm(p, y.transpose(1, 2))
+    union = p.sum(-1, keepdim=True) + y.sum(-1).unsqueeze(1) - inter
+    return inter / (union + eps)
+
+
+def match(iou: torch.Tensor, counts, lengths=None) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Hungarian matching per image on a ``(B, T, N)`` IoU tensor.
+
+    Only the first ``min(T_i, n_i)`` predictions of image i take part (eq. 3); when
+    ``T_i < n_i`` they are matched to the best ``T_i`` of the ``n_i`` instances.
+    Returns per image ``(pred_idx, gt_idx)`` numpy arrays.
+    """
+    B, T, _ = iou.shape
+    counts = [int(n) for n in counts]
+    lengths = [T] * B if lengths is None else [int(t) for t in lengths]
+    cost = iou.detach().float().cpu().numpy()  # the one device->host copy
+    out = []
+    for b in range(B):
+        k = min(lengths[b], counts[b])
+        if k == 0:
+            out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            continue
+        rows, cols = linear_sum_assignment(cost[b, :k, : counts[b]], maximize=True)
+        out.append((rows.astype(np.int64), cols.astype(np.int64)))
+    return out
+
+
+def _check_inputs(masks, scores, targets, counts):
+    if masks.ndim != 4:
+        raise ValueError(f"masks must be (B,T,H,W), got {tuple(masks.shape)}")
+    if scores.shape != masks.shape[:2]:
+        raise ValueError(f"scores must be (B,T)={tuple(masks.shape[:2])}, got {tuple(scores.shape)}")
+    if targets.ndim != 4 or targets.shape[0] != masks.shape[0] or targets.shape[2:] != masks.shape[2:]:
+        raise ValueError(f"targets must be (B,N,H,W) matching masks {tuple(masks.shape)}, got {tuple(targets.shape)}")
+    counts = torch.as_tensor(counts)
+    if counts.shape != (masks.shape[0],) or counts.is_floating_point():
+        raise ValueError(f"counts must be an int tensor of shape (B,)=({masks.shape[0]},), got {tuple(counts.shape)} {counts.dtype}")
+    if int(counts.max()) > targets.shape[1] or bool((counts < 0).any()):
+        raise ValueError(f"counts {counts.tolist()} do not fit targets with N={targets.shape[1]}")
+    return counts
+
+
+def ris_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, counts,
+             lam: float = 1.0, lengths=None, scores_are_logits: bool = False,
+             return_parts: bool = False):
+    """Eq. (5) for a batch, summed over images and divided by B.
+
+    Args:
+        masks: ``(B, T, H, W)`` predicted masks in [0, 1].
+        scores: ``(B, T)`` confidence in [0, 1] (or logits with ``scores_are_logits``).
+        targets: ``(B, N, H, W)`` bool, instances of image i in ``targets[i, :counts[i]]``.
+        counts: ``(B,)`` int, instances per image (0 allowed: only the score term remains).
+        lam: weight of the score term (lambda, 1 in the paper).
+        lengths: optional ``(B,)`` int, predictions of image i that count (default T);
+            the curriculum uses ``min(T, n_i + 2)``.
+        return_parts: also return a dict with ``iou`` (mean matched soft IoU per instance,
+            detached), ``mask_loss``, ``score_loss`` and the ``matches``.
+    """
+    counts = _check_inputs(masks, scores, targets, counts)
+    B, T = scores.shape
+    lengths_t = torch.full((B,), T, dtype=torch.int64) if lengths is None else torch.as_tensor(lengths).long().cpu()
+    iou = pairwise_soft_iou(masks, targets)
+    matches = match(iou, counts, lengths_t)
+    b_idx = np.concatenate([np.full(len(r), b) for b, (r, _) in enumerate(matches)]).astype(np.int64)
+    p_idx = np.concatenate([r for r, _ in matches]).astype(np.int64)
+    g_idx = np.concatenate([c for _, c in matches]).astype(np.int64)
+    dev = masks.device
+    matched = iou[torch.from_numpy(b_idx).to(dev), torch.from_numpy(p_idx).to(dev), torch.from_numpy(g_idx).to(dev)]
+    mask_loss = -matched.sum()
+
+    steps = torch.arange(T).unsqueeze(0)
+    score_target = (steps < counts.cpu().unsqueeze(1)).to(scores.dtype).to(dev)  # [t <= n], t 1-based
+    valid = (steps < lengths_t.unsqueeze(1)).to(scores.dtype).to(dev)
+    if scores_are_logits:
+        bce = F.binary_cross_entropy_with_logits(scores, score_target, reduction="none")
+    else:
+        bce = F.binary_cross_entropy(scores.clamp(EPS, 1 - EPS), score_target, reduction="none")
+    score_loss = (bce * valid).sum()
+    loss = (mask_loss + lam * score_loss) / B
+    if not return_parts:
+        return loss
+    n_matched = max(len(p_idx), 1)
+    parts = {"iou": float(matched.detach().sum()) / n_matched, "mask_loss": float(mask_loss.detach()) / B,
+             "score_loss": float(score_loss.detach()) / B, "matches": matches}
+    return loss, parts
+
+
+def fixed_order_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, counts,
+                     lam: float = 1.0) -> torch.Tensor:
+    """A NON-permutation-invariant control for the loss chapter.
+
+    Ground-truth instances are sorted by area (largest first) and prediction t is compared
+    with instance t; otherwise identical to :func:`ris_loss`.
+    """
+    counts = _check_inputs(masks, scores, targets, counts)
+    B, T = scores.shape
+    iou = pairwise_soft_iou(masks, targets)
+    areas = targets.flatten(2).sum(-1)
+    total = masks.new_zeros(())
+    for b in range(B):
+        k = min(T, int(counts[b]))
+        order = torch.argsort(areas[b, : int(counts[b])], descending=True)[:k]
+        total = total - iou[b, torch.arange(k, device=iou.device), order].sum()
+    score_target = (torch.arange(T).unsqueeze(0) < counts.cpu().unsqueeze(1)).to(scores.dtype).to(scores.device)
+    bce = F.binary_cross_entropy(scores.clamp(EPS, 1 - EPS), score_target, reduction="sum")
+    return (total + lam * bce) / B
+
+
+def soft_iou_grad(pred: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Analytic d f_IoU / d pred (Algorithm 1's f'_IoU), for checking autograd.
+
+    With I = <p, y>, U = |p| + |y| - I + eps:  dI/dp = y, dU/dp = 1 - y, so
+    d(I/U)/dp = (y * U - I * (1 - y)) / U^2.
+    """
+    target = target.to(pred.dtype)
+    inter = (pred * target).sum()
+    union = pred.sum() + target.sum() - inter + eps
+    return (target * union - inter * (1 - target)) / union**2
+
+
+def per_image_loss(masks, scores, targets, counts, lam: float = 1.0, lengths: Optional[list] = None):
+    """Reference: :func:`ris_loss` one image at a time (for tests and the benchmark)."""
+    B = masks.shape[0]
+    total = 0.0
+    for b in range(B):
+        n = int(counts[b])
+        lb = None if lengths is None else [lengths[b]]
+        total = total + ris_loss(masks[b:b + 1], scores[b:b + 1], targets[b:b + 1, : max(n, 1)],
+                                 torch.tensor([n]), lam, lengths=lb)
+    return total / B

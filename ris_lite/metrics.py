@@ -1,0 +1,187 @@
+"""CVPPP leaf-segmentation metrics (SBD, FgBgDice, DiC, |DiC|) and region AP (AP^r).
+
+Explained in the book chapter ``book/08_evaluation``.
+
+Semantics follow the official CVPPP evaluation code: in a label map the LOWEST value is
+background; ``BestDice(A, B)`` sums, over the labels of A from min+1 to max, the best
+Dice against any label of B from min+1 to max, and divides by ``max - min`` — so an id
+that is skipped counts as a leaf with Dice 0. ``count = max - min``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Sequence
+
+import numpy as np
+import torch
+
+
+def _as_labels(x, name: str) -> np.ndarray:
+    a = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be an (H, W) label map, got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer):
+        if np.issubdtype(a.dtype, np.floating) and np.all(np.mod(a, 1) == 0):
+            a = a.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integer labels, got dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+def _pair(a, b):
+    a, b = _as_labels(a, "first label map"), _as_labels(b, "second label map")
+    if a.shape != b.shape:
+        raise ValueError(f"label maps differ in size: {a.shape} vs {b.shape}")
+    return a, b
+
+
+def _dice_matrix(a: np.ndarray, b: np.ndarray):
+    """Dice of every label of a (min+1..max) against every label of b (min+1..max)."""
+    a0, b0 = a.min(), b.min()
+    na, nb = int(a.max() - a0), int(b.max() - b0)
+    ia, ib = (a - a0).ravel(), (b - b0).ravel()
+    joint = np.bincount(ia * (nb + 1) + ib, minlength=(na + 1) * (nb + 1)).reshape(na + 1, nb + 1)
+    size_a, size_b = joint.sum(1)[1:], joint.sum(0)[1:]
+    inter = joint[1:, 1:]
+    denom = size_a[:, None] + size_b[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dice = np.where(denom > 0, 2.0 * inter / np.maximum(denom, 1), 0.0)
+    return dice, na
+
+
+def best_dice(a, b) -> float:
+    """BestDice(a, b): mean over a's labels of the best Dice with any label of b (official)."""
+    a, b = _pair(a, b)
+    dice, na = _dice_matrix(a, b)
+    if na == 0:
+        return 0.0
+    if dice.shape[1] == 0:
+        return 0.0
+    return float(dice.max(1).sum() / na)
+
+
+def symmetric_best_dice(a, b) -> float:
+    """SBD = min(BestDice(a, b), BestDice(b, a))."""
+    return min(best_dice(a, b), best_dice(b, a))
+
+
+def fg_bg_dice(a, b) -> float:
+    """Dice of the foreground (label > min) of a and b; 1 if both are empty."""
+    a, b = _pair(a, b)
+    fa, fb = a > a.min(), b > b.min()
+    s = fa.sum() + fb.sum()
+    return 1.0 if s == 0 else float(2.0 * (fa & fb).sum() / s)
+
+
+def count_labels(a) -> int:
+    """Leaves in a label map the official way: ``max - min``."""
+    a = _as_labels(a, "label map")
+    return int(a.max() - a.min())
+
+
+def diff_fg_labels(pred, gt) -> int:
+    """DiC = count(pred) - count(gt)."""
+    pred, gt = _pair(pred, gt)
+    return count_labels(pred) - count_labels(gt)
+
+
+def evaluate_labels(preds: Sequence, gts: Sequence) -> Dict[str, float]:
+    """Mean and std over images of SBD, FgBgDice, DiC and |DiC|, as in the paper's Table 2."""
+    if len(preds) != len(gts):
+        raise ValueError(f"{len(preds)} predictions for {len(gts)} ground truths")
+    if len(gts) == 0:
+        raise ValueError("nothing to evaluate: no images")
+    rows = np.array([[symmetric_best_dice(p, g), fg_bg_dice(p, g), diff_fg_labels(p, g)]
+                     for p, g in zip(preds, gts)], dtype=float)
+    sbd, fg, dic = rows.T
+    return {"sbd": float(sbd.mean()), "sbd_std": float(sbd.std()),
+            "fgbg_dice": float(fg.mean()), "fgbg_dice_std": float(fg.std()),
+            "dic": float(dic.mean()), "dic_std": float(dic.std()),
+            "abs_dic": float(np.abs(dic).mean()), "abs_dic_std": float(np.abs(dic).std()),
+            "n_images": int(len(gts))}
+
+
+def _mask_iou(pred_masks: np.ndarray, gt_masks: np.ndarray) -> np.ndarray:
+    p = pred_masks.reshape(len(pred_masks), -1).astype(np.float64)
+    g = gt_masks.reshape(len(gt_masks), -1).astype(np.float64)
+    inter = p @ g.T
+    union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def average_precision_r(detections: Iterable, iou_threshold: float = 0.5) -> float:
+    """Region AP (AP^r) over a data set at one IoU threshold (VOC-style, all-point interpolation).
+
+    Args:
+        detections: per image ``(pred_masks (k,H,W) bool, scores (k,), gt_masks (n,H,W) bool)``.
+            Each prediction matches the unmatched ground truth it overlaps most, in
+            decreasing score order over the whole data set.
+    """
+    records, n_gt = [], 0
+    for img, (pm, sc, gm) in enumerate(detections):
+        pm, gm = np.asarray(pm, bool), np.asarray(gm, bool)
+        sc = np.asarray(sc, float)
+        if len(pm) != len(sc):
+            raise ValueError(f"image {img}: {len(pm)} masks but {len(sc)} scores")
+        n_gt += len(gm)
+        iou = _mask_iou(pm, gm) if len(pm) and len(gm) else np.zeros((len(pm), len(gm)))
+        records += [(s, img, i, iou) for i, s in enumerate(sc)]
+    if n_gt == 0:
+        raise ValueError("AP^r needs at least one ground-truth instance")
+    records.sort(key=lambda r: -r[0])
+    taken: Dict[int, set] = {}
+    tp = np.zeros(len(records))
+    for k, (_, img, i, iou) in enumerate(records):
+        if iou.shape[1] == 0:
+            continue
+        used = taken.setdefault(img, set())
+        order = np.argsort(-iou[i])
+        for j in order:
+            if iou[i, j] < iou_threshold:
+                break
+            if j not in used:
+                used.add(int(j))
+                tp[k] = 1
+                break
+    ctp = np.cumsum(tp)
+    recall = ctp / n_gt
+    precision = ctp / np.arange(1, len(records) + 1)
+    # all-point interpolation: precision envelope, then area under the step curve
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    idx = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
+
+
+def average_precision_r_mean(detections: Sequence, thresholds: Sequence[float] = tuple(np.arange(1, 10) / 10)) -> float:
+    """AP^r averaged over IoU thresholds 0.1..0.9 (the paper's 'AP^r Ave')."""
+    detections = list(detections)
+    return float(np.mean([average_precision_r(detections, t) for t in thresholds]))
+
+
+def failure_kinds(pred, gt, iou_threshold: float = 0.5) -> Dict[str, List[int]]:
+    """Find the paper's failure kinds (Figs. 11-13) in one image.
+
+    * ``joined``: predicted ids covering >= 2 ground-truth leaves by more than half each;
+    * ``missed``: ground-truth ids that no prediction overlaps with IoU >= threshold;
+    * ``hallucinated``: predicted ids lying mostly (> 50 %) on background.
+    """
+    pred, gt = _pair(pred, gt)
+    pids = [i for i in np.unique(pred) if i != pred.min()]
+    gids = [i for i in np.unique(gt) if i != gt.min()]
+    joined, hallucinated = [], []
+    for p in pids:
+        pm = pred == p
+        if (gt[pm] == gt.min()).mean() > 0.5:
+            hallucinated.append(int(p))
+        covered = [g for g in gids if (pm & (gt == g)).sum() > 0.5 * (gt == g).sum()]
+        if len(covered) >= 2:
+            joined.append(int(p))
+    missed = []
+    for g in gids:
+        gm = gt == g
+        best = max(((pm_ := pred == p) & gm).sum() / (pm_ | gm).sum() for p in pids) if pids else 0.0
+        if best < iou_threshold:
+            missed.append(int(g))
+    return {"joined": joined, "missed": missed, "hallucinated": hallucinated}

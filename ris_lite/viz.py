@@ -1,0 +1,96 @@
+"""Figures: label maps in colour, overlays, galleries, the step-by-step strip (Figs. 4, 7).
+
+Used by every chapter of the book.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torchvision.utils import draw_segmentation_masks
+
+
+def palette(n: int, seed: int = 3) -> list:
+    """``n`` distinct bright colours (RGB tuples), the same for the same n."""
+    rng = np.random.default_rng(seed)
+    hues = (np.arange(n) * 0.61803398875 + rng.uniform()) % 1.0
+    import colorsys
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.75, 0.95)) for h in hues]
+
+
+def label_rgb(labels) -> np.ndarray:
+    """``(H, W)`` int labels -> ``(H, W, 3)`` uint8, background black."""
+    lab = torch.as_tensor(labels).cpu().numpy()
+    out = np.zeros(lab.shape + (3,), np.uint8)
+    ids = [i for i in np.unique(lab) if i > 0]
+    for colour, i in zip(palette(max(len(ids), 1)), ids):
+        out[lab == i] = colour
+    return out
+
+
+def overlay(image: torch.Tensor, labels, alpha: float = 0.55) -> np.ndarray:
+    """Image ``(3,H,W)`` in [0,1] with instances drawn on it -> ``(H, W, 3)`` uint8."""
+    image = torch.as_tensor(image)
+    lab = torch.as_tensor(labels)
+    img8 = (image.clamp(0, 1) * 255).to(torch.uint8).cpu()
+    ids = [int(i) for i in torch.unique(lab) if i > 0]
+    if not ids:
+        return img8.permute(1, 2, 0).numpy()
+    masks = lab.unsqueeze(0).cpu() == torch.tensor(ids).view(-1, 1, 1)
+    drawn = draw_segmentation_masks(img8, masks, alpha=alpha, colors=palette(len(ids)))
+    return drawn.permute(1, 2, 0).numpy()
+
+
+def save_overlay(image, labels, path: str | Path) -> Path:
+    """Write :func:`overlay` to a PNG file."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(overlay(image, labels)).save(path)
+    return path
+
+
+def show_row(images: Sequence, titles: Optional[Sequence[str]] = None, size: float = 2.4, cmap=None):
+    """One matplotlib row of images (tensors (3,H,W)/(H,W) or arrays (H,W[,3]))."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size * 1.1), squeeze=False)
+    for k, (ax, im) in enumerate(zip(axes[0], images)):
+        a = im.detach().cpu().numpy() if torch.is_tensor(im) else np.asarray(im)
+        if a.ndim == 3 and a.shape[0] in (1, 3):
+            a = a.transpose(1, 2, 0)
+        ax.imshow(a, cmap=cmap, interpolation="nearest")
+        ax.set_axis_off()
+        if titles:
+            ax.set_title(titles[k], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def sequence_strip(stages: dict, masks: torch.Tensor, scores: torch.Tensor, image_index: int = 0,
+                   steps: Optional[int] = None):
+    """The paper's Fig. 4 / Fig. 7 for one image: rows kappa(h_t), Conv(h_t),
+    log-softmax + b, Y_t, with s_t in the titles. ``stages`` from ``RIS.forward(return_stages=True)``."""
+    import matplotlib.pyplot as plt
+
+    T = masks.shape[1] if steps is None else steps
+    kappa = stages["h"][image_index].abs().sum(1)  # (T, h', w')
+    rows = [("kappa(h_t)", kappa), ("Conv(h_t)", stages["conv"][image_index].clamp(min=0)),
+            ("log-softmax + b", stages["log_softmax_b"][image_index].clamp(min=0)), ("Y_t", masks[image_index])]
+    fig, axes = plt.subplots(len(rows), T, figsize=(1.5 * T, 1.6 * len(rows)), squeeze=False)
+    for r, (name, data) in enumerate(rows):
+        for t in range(T):
+            ax = axes[r, t]
+            ax.imshow(data[t].detach().cpu().numpy(), cmap="magma" if r < 3 else "gray",
+                      vmin=0, vmax=1 if r == 3 else None, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if t == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0:
+                ax.set_title(f"t={t + 1}  s={float(scores[image_index, t]):.2f}", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,75 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ris_lite.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--out", str(out), "--max-steps", "2", "--quiet", "--train-images", "4",
+                 "--curriculum", "2,1,3"]) == 0
+    return out
+
+
+def test_train_then_resume(tiny_run, capsys):
+    assert main(["train", "--out", str(tiny_run), "--resume", "auto", "--max-steps", "3", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 3
+
+
+def test_evaluate_json(tiny_run, capsys):
+    assert main(["evaluate", "--data", "synthetic", "--split", "val", "--limit", "2", "--json",
+                 "--max-steps", "3", "--checkpoint", str(tiny_run / "last.pt")]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert {"sbd", "fgbg_dice", "dic", "abs_dic", "n_images"} <= set(r) and r["n_images"] == 2
+
+
+def test_predict_writes_official_pngs_and_overlays(tiny_run, tmp_path, capsys):
+    assert main(["predict", "--split", "test", "--limit", "1", "--checkpoint", str(tiny_run / "last.pt"),
+                 "--out", str(tmp_path), "--max-steps", "2"]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["synthetic200000_label.png", "synthetic200000_overlay.png"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["evaluate", "--data", "imagenet"], "--data must be"),
+    (["evaluate", "--data", "cvppp:/no/such/folder"], "no such folder"),
+    (["evaluate", "--checkpoint", "/no/such.pt"], "no checkpoint at /no/such.pt"),
+    (["train", "--data", "cvppp:/x"], "synthetic only"),
+    (["train", "--curriculum", "2;x", "--out", "/tmp/ris_cli_bad"], "--curriculum"),
+])
+def test_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_existing_run_needs_resume(tiny_run, capsys):
+    assert main(["train", "--out", str(tiny_run), "--max-steps", "1"]) == 2
+    assert "--resume auto" in capsys.readouterr().err
+
+
+def test_module_entry_point_and_console_script():
+    r = subprocess.run([sys.executable, "-m", "ris_lite", "evaluate", "--data", "nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("ris-lite evaluate: error:")
+
+
+def test_evaluate_on_the_cvppp_format_fixture(tiny_run, capsys):
+    folder = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "cvppp_a1"
+    assert main(["evaluate", "--data", f"cvppp:{folder}", "--json", "--max-steps", "3",
+                 "--checkpoint", str(tiny_run / "last.pt"), "--baseline"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["ris"]["n_images"] == 2 and r["watershed"]["n_images"] == 2
+
+
+def test_predict_on_cvppp_writes_original_size(tiny_run, tmp_path, capsys):
+    folder = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "cvppp_a1"
+    assert main(["predict", "--data", f"cvppp:{folder}", "--out", str(tmp_path), "--max-steps", "2",
+                 "--checkpoint", str(tiny_run / "last.pt")]) == 0
+    from PIL import Image
+    img = Image.open(tmp_path / "plant010_label.png")
+    assert img.size == (250, 265) and img.mode == "P"
