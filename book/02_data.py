@@ -47,7 +47,7 @@ print("ris_lite", ris_lite.__version__)
 # binary masks
 #
 # $$
-# \mathbf{Y} = \{\mathbf{Y}_1, \dots, \mathbf{Y}_n\}, \qquad \mathbf{Y}_t \in \{0,1\}^{h\times w}, \tag{D1}
+# \boldsymbol{Y} = \{\boldsymbol{Y}_1, \dots, \boldsymbol{Y}_n\}, \qquad \boldsymbol{Y}_t \in \{0,1\}^{h\times w}, \tag{D1}
 # $$
 #
 # where $n$ changes from image to image. On disk (and in CVPPP) the same set is stored as one

@@ -41,7 +41,7 @@ print("device:", device.type)
 # ## 1. Two descriptions of one network
 #
 # RIS reads the image once with a fully convolutional network (FCN) and feeds the resulting
-# feature map $\mathbf{B} \in \mathbb{R}^{h' \times w' \times d}$ to the recurrent part at every
+# feature map $\boldsymbol{B} \in \mathbb{R}^{h' \times w' \times d}$ to the recurrent part at every
 # step. For the leaves, the paper's text describes five convolutions, each followed by a
 # ReLU: thirty $9\times9$ filters, then four layers of thirty $3\times3$ filters, producing a
 # $106 \times 100 \times 30$ map from a $530 \times 500$ image. A $9\times9$ convolution alone

@@ -16,7 +16,7 @@
 #   computation becomes one fused convolution (what `ris_lite` runs);
 # * how to prove the two equal, outputs and gradients;
 # * the initialisation of the paper, the authors' code's variant, and a figure of the gates
-#   and of the state summary $\kappa(\mathbf{h}_t)$ over a few steps.
+#   and of the state summary $\kappa(\boldsymbol{h}_t)$ over a few steps.
 
 # %%
 # Colab: install ris_lite from the repository (non-editable). Locally this does nothing.
@@ -43,26 +43,26 @@ device = ris_lite.pick_device()
 # ## 1. A memory shaped like the image
 #
 # RIS must remember *where* it has already found leaves. A plain LSTM keeps a vector; the
-# convolutional LSTM keeps a whole feature map $\mathbf{h}_t, \mathbf{c}_t \in \mathbb{R}^{h'\times w'\times d}$
+# convolutional LSTM keeps a whole feature map: $\boldsymbol{h}_t$ and $\boldsymbol{c}_t$ have $d$ channels on the $h' \times w'$ grid,
 # and replaces every matrix product of the LSTM by a convolution, so each cell of the state
 # talks only to its neighbours and the same small filters are used everywhere. With input
-# $\mathbf{x}_t$ (for RIS: the FCN features $\mathbf{B}$, the same at every step):
+# $\boldsymbol{x}_t$ (for RIS: the FCN features $\boldsymbol{B}$, the same at every step):
 #
 # $$
 # \begin{aligned}
-# \mathbf{i}_t &= \sigma(\mathbf{w}_{xi} * \mathbf{x}_t + \mathbf{w}_{hi} * \mathbf{h}_{t-1} + \mathbf{b}_i) &
-# \mathbf{f}_t &= \sigma(\mathbf{w}_{xf} * \mathbf{x}_t + \mathbf{w}_{hf} * \mathbf{h}_{t-1} + \mathbf{b}_f) \\
-# \mathbf{o}_t &= \sigma(\mathbf{w}_{xo} * \mathbf{x}_t + \mathbf{w}_{ho} * \mathbf{h}_{t-1} + \mathbf{b}_o) &
-# \mathbf{g}_t &= \tanh(\mathbf{w}_{xg} * \mathbf{x}_t + \mathbf{w}_{hg} * \mathbf{h}_{t-1} + \mathbf{b}_g) \\
-# \mathbf{c}_t &= \mathbf{f}_t \odot \mathbf{c}_{t-1} + \mathbf{i}_t \odot \mathbf{g}_t &
-# \mathbf{h}_t &= \mathbf{o}_t \odot \tanh(\mathbf{c}_t)
+# \boldsymbol{i}_t &= \sigma(\boldsymbol{w}_{xi} * \boldsymbol{x}_t + \boldsymbol{w}_{hi} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_i) &
+# \boldsymbol{f}_t &= \sigma(\boldsymbol{w}_{xf} * \boldsymbol{x}_t + \boldsymbol{w}_{hf} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_f) \\
+# \boldsymbol{o}_t &= \sigma(\boldsymbol{w}_{xo} * \boldsymbol{x}_t + \boldsymbol{w}_{ho} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_o) &
+# \boldsymbol{g}_t &= \tanh(\boldsymbol{w}_{xg} * \boldsymbol{x}_t + \boldsymbol{w}_{hg} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_g) \\
+# \boldsymbol{c}_t &= \boldsymbol{f}_t \odot \boldsymbol{c}_{t-1} + \boldsymbol{i}_t \odot \boldsymbol{g}_t &
+# \boldsymbol{h}_t &= \boldsymbol{o}_t \odot \tanh(\boldsymbol{c}_t)
 # \end{aligned} \tag{1}
 # $$
 #
 # $*$ is a convolution with an $f\times f$ filter ($f=3$ for plants, $1$ for people), $\sigma$ the
-# logistic sigmoid. The input gate $\mathbf{i}$ decides how much new content $\mathbf{g}$ enters the
-# cell, the forget gate $\mathbf{f}$ how much of the old cell survives, the output gate $\mathbf{o}$
-# how much of the cell is shown as $\mathbf{h}$.
+# logistic sigmoid. The input gate $\boldsymbol{i}$ decides how much new content $\boldsymbol{g}$ enters the
+# cell, the forget gate $\boldsymbol{f}$ how much of the old cell survives, the output gate $\boldsymbol{o}$
+# how much of the cell is shown as $\boldsymbol{h}$.
 #
 # ## 2. Eq. (1), line by line
 #
@@ -91,7 +91,7 @@ class ConvLSTMEq1(nn.Module):
 # %% [markdown]
 # ## 3. One fused convolution
 #
-# The eight filters can be stacked: a convolution over the concatenation $[\mathbf{x}_t, \mathbf{h}_{t-1}]$
+# The eight filters can be stacked: a convolution over the concatenation $[\boldsymbol{x}_t, \boldsymbol{h}_{t-1}]$
 # with $4d$ output channels computes all four gate pre-activations at once, then we split
 # them in the order $(i, f, o, g)$. One large convolution is much faster than eight small
 # ones. This is `ris_lite.ConvLSTMCell`. We copy our literal cell's weights into it and
@@ -147,14 +147,14 @@ print(f"eight convolutions: {1e3 * t_literal:.1f} ms, fused: {1e3 * t_fused:.1f}
 
 # %% [markdown]
 # RIS also precomputes the input half of the gates: the first layer reads the same features
-# $\mathbf{B}$ at every step, so $\mathbf{w}_{x\cdot} * \mathbf{B}$ is computed once per sequence
-# (`ConvLSTMCell.project_input`) and each step only convolves $\mathbf{h}_{t-1}$ (`step`).
+# $\boldsymbol{B}$ at every step, so $\boldsymbol{w}_{x\cdot} * \boldsymbol{B}$ is computed once per sequence
+# (`ConvLSTMCell.project_input`) and each step only convolves $\boldsymbol{h}_{t-1}$ (`step`).
 #
 # ## 4. Initialisation
 #
 # The paper draws every weight from $U(-0.08, 0.08)$ and sets the forget-gate bias
-# $\mathbf{b}_f = 1$, so that at the start the cell keeps its memory and gradients reach
-# earlier steps. The authors' released code also sets $\mathbf{b}_i$ and $\mathbf{b}_o$ to 1;
+# $\boldsymbol{b}_f = 1$, so that at the start the cell keeps its memory and gradients reach
+# earlier steps. The authors' released code also sets $\boldsymbol{b}_i$ and $\boldsymbol{b}_o$ to 1;
 # `gate_bias=(1, 1, 1, 0)` selects that.
 
 # %%
@@ -168,15 +168,15 @@ for name, cell in [("paper", paper), ("authors' code", code)]:
 # %% [markdown]
 # ## 5. Two layers, the same input at every step
 #
-# RIS stacks two ConvLSTM layers; the first reads $\mathbf{B}$, the second reads the first's
-# $\mathbf{h}$, and the state of both starts at zero. The paper's Fig. 4 summarises the state by
+# RIS stacks two ConvLSTM layers; the first reads $\boldsymbol{B}$, the second reads the first's
+# $\boldsymbol{h}$, and the state of both starts at zero. The paper's Fig. 4 summarises the state by
 #
 # $$
-# \kappa(\mathbf{h}_t)_{uv} = \textstyle\sum_{k=1}^{d} |h_{t,uvk}|, \tag{C1}
+# \kappa(\boldsymbol{h}_t)_{uv} = \textstyle\sum_{k=1}^{d} |h_{t,uvk}|, \tag{C1}
 # $$
 #
 # the total activity of each cell of the grid. Below: the gates of the second layer (mean
-# over channels) and $\kappa(\mathbf{h}_t)$ for the shipped model on a test plant.
+# over channels) and $\kappa(\boldsymbol{h}_t)$ for the shipped model on a test plant.
 
 # %%
 model = ris_lite.load_pretrained().to(device)
@@ -197,7 +197,7 @@ with torch.no_grad():
 fig, axes = plt.subplots(4, steps + 1, figsize=(1.7 * (steps + 1), 7))
 axes[0, 0].imshow(image.permute(1, 2, 0))
 for r, (name, maps) in enumerate(rows.items()):
-    axes[r, 0].set_ylabel(name)
+    axes[r, 1].set_ylabel(name)
     for t, m in enumerate(maps):
         axes[r, t + 1].imshow(m, cmap="magma")
         if r == 0:

@@ -42,12 +42,12 @@ device = ris_lite.pick_device()
 # %% [markdown]
 # ## 1. The pipeline of Fig. 2
 #
-# From the hidden state $\mathbf{h}_t \in \mathbb{R}^{h'\times w'\times d}$ the mask of step $t$ is
+# From the hidden state $\boldsymbol{h}_t \in \mathbb{R}^{h'\times w'\times d}$ the mask of step $t$ is
 #
 # $$
-# \mathbf{z}_t = \mathrm{Conv}_{1\times1}(\mathbf{h}_t), \qquad
+# \boldsymbol{z}_t = \mathrm{Conv}_{1\times1}(\boldsymbol{h}_t), \qquad
 # \ell_{t,u} = z_{t,u} - \log \textstyle\sum_{v} e^{z_{t,v}}, \qquad
-# \hat{\mathbf{Y}}_{t,u} = \sigma(\ell_{t,u} + b), \tag{S1}
+# \hat{\boldsymbol{Y}}_{t,u} = \sigma(\ell_{t,u} + b), \tag{S1}
 # $$
 #
 # with $u, v$ running over all $h'w'$ pixels, followed by a bilinear upsampling to the image
@@ -133,7 +133,7 @@ assert torch.allclose(ours, mask, atol=1e-6)
 # from `instance_fraction` (the expected share of the image covered by one leaf: 2.35 % on the
 # benchmark, about 62 cells of the grid), giving $b_0 = 4.1$.
 #
-# A second detail matters as much: at the start $\mathbf{h}_t$ is small and nearly uniform
+# A second detail matters as much: at the start $\boldsymbol{h}_t$ is small and nearly uniform
 # (its spatial spread is a few hundredths), so with PyTorch's default weights the 1×1
 # convolution can barely separate pixels. `SpatialInhibition` starts its weights at unit
 # scale, so the logits can spread as soon as the state carries any structure.
@@ -181,11 +181,11 @@ plt.show()
 # ## 3. The confidence score
 #
 # The score $s_t$ says whether the mask of step $t$ is a real instance; inference stops at the
-# first $s_t < \tfrac12$. The paper computes it by a max-pooling of $\mathbf{h}_t$ over the whole
+# first $s_t < \tfrac12$. The paper computes it by a max-pooling of $\boldsymbol{h}_t$ over the whole
 # grid, a linear layer and a sigmoid:
 #
 # $$
-# s_t = \sigma\big(\mathbf{w}^\top \max_{u} \mathbf{h}_{t,u} + c\big). \tag{S3}
+# s_t = \sigma\big(\boldsymbol{w}^\top \max_{u} \boldsymbol{h}_{t,u} + c\big). \tag{S3}
 # $$
 #
 # The authors' plant code used instead a linear layer on the entire flattened state, with a
@@ -218,9 +218,9 @@ print("initial b:", round(model.inhibition.b.item(), 3))
 # %% [markdown]
 # ## 5. Inside a trained model: the stages of Fig. 7
 #
-# For the shipped model and one test plant: $\kappa(\mathbf{h}_t)$ (the summed absolute state),
-# $\mathrm{Conv}(\mathbf{h}_t)$ and the log-softmax plus $b$ (negative values clipped to zero, as
-# in the paper), the mask $\hat{\mathbf{Y}}_t$ and the score $s_t$.
+# For the shipped model and one test plant: $\kappa(\boldsymbol{h}_t)$ (the summed absolute state),
+# $\mathrm{Conv}(\boldsymbol{h}_t)$ and the log-softmax plus $b$ (negative values clipped to zero, as
+# in the paper), the mask $\hat{\boldsymbol{Y}}_t$ and the score $s_t$.
 
 # %%
 from ris_lite.viz import sequence_strip
@@ -235,8 +235,11 @@ sequence_strip(st, m, s)
 plt.show()
 
 # %% [markdown]
-# The 1×1 convolution already favours one leaf but keeps echoes of others; after the
-# log-softmax and $b$ only that leaf stays above zero, and the sigmoid saturates it.
+# Read the rows from top to bottom: the 1×1 convolution ranks the pixels, the log-softmax
+# plus $b$ keeps only the ones that clear the bar, and the sigmoid saturates them. For the
+# shipped model (one CPU hour of training) the bar is often cleared by parts of two or three
+# look-alike leaves at once, and the score stays near 1 for every step: the symmetry between
+# leaves is only partly broken. The evaluation chapter measures what that costs.
 #
 # ## Exercises
 #

@@ -39,7 +39,7 @@ from scipy.optimize import linear_sum_assignment
 import ris_lite
 from ris_lite.loss import soft_iou_grad
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 
 # %% [markdown]
 # ## 1. Order is arbitrary, so the loss must not care
@@ -63,17 +63,17 @@ print(f"soft IoU of the swapped pairs: {ris_lite.soft_iou(pred, truth.flip(0)).t
 # %% [markdown]
 # ## 2. The relaxed IoU
 #
-# For a predicted mask $\hat{\mathbf{y}} \in [0,1]^{hw}$ and a true mask $\mathbf{y} \in \{0,1\}^{hw}$,
+# For a predicted mask $\hat{\boldsymbol{y}} \in [0,1]^{hw}$ and a true mask $\boldsymbol{y} \in \{0,1\}^{hw}$,
 #
 # $$
-# f_{\mathrm{IoU}}(\hat{\mathbf{y}}, \mathbf{y}) =
-# \frac{\langle \hat{\mathbf{y}}, \mathbf{y}\rangle}{\|\hat{\mathbf{y}}\|_1 + \|\mathbf{y}\|_1 - \langle \hat{\mathbf{y}}, \mathbf{y}\rangle + \varepsilon}. \tag{3a}
+# f_{\mathrm{IoU}}(\hat{\boldsymbol{y}}, \boldsymbol{y}) =
+# \frac{\langle \hat{\boldsymbol{y}}, \boldsymbol{y}\rangle}{\|\hat{\boldsymbol{y}}\|_1 + \|\boldsymbol{y}\|_1 - \langle \hat{\boldsymbol{y}}, \boldsymbol{y}\rangle + \varepsilon}. \tag{3a}
 # $$
 #
 # On binary masks it is the usual intersection over union; on soft masks it is smooth. Two
 # empty masks would give $0/0$; a NaN that reaches `scipy.optimize.linear_sum_assignment`
 # makes it fail with "cost matrix is infeasible", a known trap of DETR-style code, so
-# $\varepsilon = 10^{-6}$ sits in the denominator. With $I = \langle\hat{\mathbf{y}},\mathbf{y}\rangle$
+# $\varepsilon = 10^{-6}$ sits in the denominator. With $I = \langle\hat{\boldsymbol{y}},\boldsymbol{y}\rangle$
 # and $U$ the denominator, its gradient is
 #
 # $$
@@ -97,7 +97,7 @@ print("two empty masks:", ris_lite.soft_iou(torch.zeros(5, 5), torch.zeros(5, 5)
 # the best one:
 #
 # $$
-# \max_{\delta \in \mathcal{S}} \sum_{\hat t = 1}^{\min(\hat n, n)} \sum_{t=1}^{n} f_{\mathrm{IoU}}(\hat{\mathbf{Y}}_{\hat t}, \mathbf{Y}_t)\, \delta_{\hat t, t}. \tag{2}
+# \max_{\delta \in \mathcal{S}} \sum_{\hat t = 1}^{\min(\hat n, n)} \sum_{t=1}^{n} f_{\mathrm{IoU}}(\hat{\boldsymbol{Y}}_{\hat t}, \boldsymbol{Y}_t)\, \delta_{\hat t, t}. \tag{2}
 # $$
 #
 # Only the first $\min(\hat n, n)$ predictions take part. Trying all assignments costs $n!$;
@@ -137,8 +137,8 @@ plt.show()
 # The score term asks $s_t = 1$ while $t \le n$ and $s_t = 0$ after:
 #
 # $$
-# \ell(\hat{\mathbf{Y}}, \mathbf{s}, \mathbf{Y}) = \min_{\delta \in \mathcal{S}}
-# -\sum_{\hat t} \sum_{t} f_{\mathrm{IoU}}(\hat{\mathbf{Y}}_{\hat t}, \mathbf{Y}_t)\,\delta_{\hat t,t}
+# \ell(\hat{\boldsymbol{Y}}, \boldsymbol{s}, \boldsymbol{Y}) = \min_{\delta \in \mathcal{S}}
+# -\sum_{\hat t} \sum_{t} f_{\mathrm{IoU}}(\hat{\boldsymbol{Y}}_{\hat t}, \boldsymbol{Y}_t)\,\delta_{\hat t,t}
 # + \lambda \sum_{t=1}^{\hat n} f_{\mathrm{BCE}}\big([t \le n], s_t\big), \tag{5}
 # $$
 #

@@ -5,7 +5,7 @@ Explained in the book chapter ``book/02_data``.
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torchvision import tv_tensors
@@ -73,7 +73,3 @@ def collate_instances(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]):
         targets[i, : masks.shape[0]] = masks
     return torch.stack(images), targets, counts
 
-
-def split_batch(images: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """Inverse of :func:`collate_instances`: a list of ``(image, masks (n_i,H,W))``."""
-    return [(images[i], targets[i, : int(counts[i])]) for i in range(images.shape[0])]

@@ -19,6 +19,7 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
+from .evaluate import ground_truth_labels
 from .metrics import evaluate_labels
 
 
@@ -59,8 +60,6 @@ def watershed_leaves(image: torch.Tensor, params: WatershedParams = WatershedPar
 
 def evaluate_baseline(dataset, params: WatershedParams = WatershedParams()) -> Dict[str, float]:
     """Table-2 metrics of the watershed pipeline on a data set."""
-    from .evaluate import ground_truth_labels
-
     preds = [watershed_leaves(dataset[i][0], params) for i in range(len(dataset))]
     gts = [ground_truth_labels(dataset, i) for i in range(len(dataset))]
     return evaluate_labels(preds, gts)

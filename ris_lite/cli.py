@@ -1,4 +1,4 @@
-"""``ris-lite train | evaluate | predict`` (also ``python -m ris_lite``).
+"""``ris-lite train | evaluate | predict | export`` (also ``python -m ris_lite``).
 
 Explained in the book chapters ``book/07_training`` and ``book/08_evaluation``.
 """
@@ -111,8 +111,6 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    import torch
-
     from .cvppp import write_label_png
     from .viz import save_overlay
 
@@ -128,8 +126,31 @@ def cmd_predict(a) -> int:
         size = ds.original_size(i) if hasattr(ds, "original_size") else None
         write_label_png(labels, out / f"{name}_label.png", size=size)
         save_overlay(image, labels, out / f"{name}_overlay.png")
-    print(json.dumps({"written": len(ds), "out": str(out), "n_leaves": None if len(ds) == 0 else
-                      int(torch.as_tensor(labels).max())}))
+    print(json.dumps({"written": len(ds), "out": str(out)}))
+    return 0
+
+
+def cmd_export(a) -> int:
+    import shutil
+
+    from .train import export, load_checkpoint
+
+    run = Path(a.run)
+    ckpt = run / "last.pt"
+    if not ckpt.is_file():
+        raise CLIError(f"no training checkpoint at {ckpt}")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        export(ckpt, out / f"{a.name}.pt")
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    state = load_checkpoint(ckpt)
+    (out / f"{a.name}_config.json").write_text(json.dumps(
+        {"config": state["config"], **state["trainer"], "events": state["events"]}, indent=1))
+    if (run / "log.csv").is_file():
+        shutil.copyfile(run / "log.csv", out / f"{a.name}_log.csv")
+    print(json.dumps({"exported": str(out / f"{a.name}.pt"), "step": state["trainer"]["step"]}))
     return 0
 
 
@@ -176,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-steps", type=int, default=30)
     r.add_argument("--out", default="predictions")
     r.set_defaults(func=cmd_predict)
+    x = sub.add_parser("export", help="slim model + config + log of a run, for shipping (load_pretrained)")
+    x.add_argument("--run", required=True, help="a training output folder (holds last.pt, log.csv)")
+    x.add_argument("--out", default="ris_lite/pretrained")
+    x.add_argument("--name", default="rosettes")
+    x.set_defaults(func=cmd_export)
     return p
 
 

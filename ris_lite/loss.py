@@ -20,15 +20,19 @@ from scipy.optimize import linear_sum_assignment
 EPS = 1e-6
 
 
-def soft_iou(pred: torch.Tensor, target: torch.Tensor, dims: int = 2, eps: float = EPS) -> torch.Tensor:
-    """Relaxed IoU ``<p, y> / (|p|_1 + |y|_1 - <p, y>)`` over the last ``dims`` dimensions.
+def soft_iou(pred: torch.Tensor, target: torch.Tensor, dims: Optional[int] = None,
+             eps: float = EPS) -> torch.Tensor:
+    """Relaxed IoU ``<p, y> / (|p|_1 + |y|_1 - <p, y>)`` of eq. (3).
 
-    Broadcasts over leading dimensions. Two empty masks give 0, never NaN (eps in the
-    denominator only, so the value stays in [0, 1]).
+    Masks are ``(..., H, W)`` (reduced over the last two dimensions) or flattened ``(P,)``;
+    pass ``dims=1`` for flattened batches ``(..., P)``. Broadcasts over leading dimensions.
+    Two empty masks give 0, never NaN (eps in the denominator only, so values stay in [0, 1]).
     """
     pred = torch.as_tensor(pred, dtype=torch.float32) if not torch.is_tensor(pred) else pred
     target = torch.as_tensor(target) if not torch.is_tensor(target) else target
     target = target.to(pred.dtype)
+    if dims is None:
+        dims = min(2, pred.ndim)
     red = tuple(range(-dims, 0))
     inter = (pred * target).sum(red)
     union = pred.sum(red) + target.sum(red) - inter

@@ -34,7 +34,7 @@ class RISConfig:
     bias_init: Optional[float] = None  # explicit b; None = derived from instance_fraction
     confidence: str = "maxpool"
     upsample: bool = True  # masks at the input size (else at the feature size)
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # free-form notes kept in checkpoints; unused by the model
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -5,6 +5,7 @@ Used by every chapter of the book.
 
 from __future__ import annotations
 
+import colorsys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -17,7 +18,6 @@ def palette(n: int, seed: int = 3) -> list:
     """``n`` distinct bright colours (RGB tuples), the same for the same n."""
     rng = np.random.default_rng(seed)
     hues = (np.arange(n) * 0.61803398875 + rng.uniform()) % 1.0
-    import colorsys
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.75, 0.95)) for h in hues]
 
 

@@ -73,3 +73,11 @@ def test_predict_on_cvppp_writes_original_size(tiny_run, tmp_path, capsys):
     from PIL import Image
     img = Image.open(tmp_path / "plant010_label.png")
     assert img.size == (250, 265) and img.mode == "P"
+
+
+def test_export_ships_model_config_and_log(tiny_run, tmp_path, capsys):
+    assert main(["export", "--run", str(tiny_run), "--out", str(tmp_path), "--name", "mini"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mini.pt", "mini_config.json", "mini_log.csv"]
+    from ris_lite.train import model_from_checkpoint
+    assert not model_from_checkpoint(tmp_path / "mini.pt").training
+    assert main(["export", "--run", str(tmp_path / "nope")]) == 2

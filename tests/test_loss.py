@@ -139,6 +139,14 @@ def test_bad_shapes_are_named(bad, match_):
         ris_loss(**args)
 
 
+def test_flattened_masks():
+    p = torch.tensor([0.5, 0.5, 0.0])
+    y = torch.tensor([1, 0, 0])
+    assert float(soft_iou(p, y)) == pytest.approx(0.5 / 1.5, abs=1e-5)
+    batch = torch.stack([p, 1 - p])
+    torch.testing.assert_close(soft_iou(batch, y, dims=1), torch.tensor([1 / 3, 0.5 / 2.5]), atol=1e-5, rtol=0)
+
+
 def test_numpy_inputs_to_soft_iou():
     a = np.ones((3, 3), np.float32)
     assert float(soft_iou(a, a > 0)) == pytest.approx(1.0, abs=1e-5)

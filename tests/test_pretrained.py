@@ -1,0 +1,44 @@
+"""The shipped checkpoint loads as documented and still segments leaves."""
+
+import json
+
+import torch
+
+import ris_lite
+from ris_lite.pretrained import pretrained_path
+
+# Measured on the whole test split: SBD 0.387, FgBgDice 0.874 (README beside the checkpoint).
+SBD_FLOOR, FGBG_FLOOR = 0.25, 0.70
+
+
+def test_load_pretrained_is_an_eval_model_on_the_cpu():
+    model = ris_lite.load_pretrained()
+    assert isinstance(model, ris_lite.RIS) and not model.training
+    assert model.device.type == "cpu"
+    assert tuple(model.config.input_size) == (106, 100)
+    assert model.data_options == {}  # trained on the benchmark's default rosettes
+
+
+def test_shipped_files_are_complete():
+    path = pretrained_path()
+    assert path.stat().st_size < 5_000_000
+    for extra in ("rosettes_log.csv", "rosettes_config.json", "README.md"):
+        assert (path.parent / extra).is_file(), extra
+    config = json.loads((path.parent / "rosettes_config.json").read_text())
+    assert config["config"]["curriculum"][-1] == [22, 11, 20]
+
+
+def test_unknown_name_is_a_clear_error():
+    import pytest
+    with pytest.raises(ValueError, match="unknown pretrained model 'people'"):
+        ris_lite.load_pretrained("people")
+
+
+def test_it_segments_test_plants():
+    model = ris_lite.load_pretrained()
+    test = ris_lite.RosetteDataset("test", length=8)
+    preds, gts = ris_lite.predict_dataset(model, test)
+    r = ris_lite.metrics.evaluate_labels(preds, gts)
+    # floors well below the measured test-split figures in ris_lite/pretrained/README.md
+    assert r["fgbg_dice"] > FGBG_FLOOR and r["sbd"] > SBD_FLOOR
+    assert all(p.dtype == torch.int64 for p in preds)
