@@ -28,8 +28,6 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO}@main"], check=True)
 
 # %%
-import math
-
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
