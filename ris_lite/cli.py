@@ -133,7 +133,7 @@ def cmd_predict(a) -> int:
 def cmd_export(a) -> int:
     import shutil
 
-    from .train import export, load_checkpoint
+    from .train import export, load_checkpoint, run_summary
 
     run = Path(a.run)
     ckpt = run / "last.pt"
@@ -146,8 +146,7 @@ def cmd_export(a) -> int:
     except ValueError as e:
         raise CLIError(str(e)) from None
     state = load_checkpoint(ckpt)
-    (out / f"{a.name}_config.json").write_text(json.dumps(
-        {"config": state["config"], **state["trainer"], "events": state["events"]}, indent=1))
+    (out / f"{a.name}_config.json").write_text(run_summary(state))
     if (run / "log.csv").is_file():
         shutil.copyfile(run / "log.csv", out / f"{a.name}_log.csv")
     print(json.dumps({"exported": str(out / f"{a.name}.pt"), "step": state["trainer"]["step"]}))

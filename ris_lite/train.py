@@ -171,11 +171,14 @@ class Trainer:
             self.stage += 1
             event = f"advance to stage {self.stage} {tuple(c.curriculum[self.stage])}"
         else:
+            before = self.optimizer.param_groups[0]["lr"]
             for g in self.optimizer.param_groups:
                 g["lr"] = max(g["lr"] * c.lr_factor, c.min_lr)
-            event = f"lr -> {self.optimizer.param_groups[0]['lr']:.2e}"
+            after = self.optimizer.param_groups[0]["lr"]
+            event = f"lr -> {after:.2e}" if after < before else None  # already at min_lr: no event
         self.stage_step, self.bad_evals, self.best_val = 0, 0, math.inf
-        self.events.append({"step": self.step, "event": event, "val_loss": val})
+        if event:
+            self.events.append({"step": self.step, "event": event, "val_loss": val})
         return event
 
     # ----- loop -------------------------------------------------------------------------------
@@ -242,9 +245,9 @@ class Trainer:
     def save(self, path: Optional[str | os.PathLike] = None) -> Path:
         """Write ``last.pt`` (or ``path``) atomically: a temporary file, then a rename."""
         path = Path(path) if path else self.out / "last.pt"
-        save_atomic(self.state_dict(), path)
-        (path.with_suffix(".json")).write_text(json.dumps(
-            {"config": self.config.to_dict(), **self.state_dict()["trainer"], "events": self.events}, indent=1))
+        state = self.state_dict()
+        save_atomic(state, path)
+        path.with_suffix(".json").write_text(run_summary(state))
         return path
 
     @classmethod
@@ -275,6 +278,13 @@ def clip_gradients(model: torch.nn.Module, clip: float) -> None:
     for p in model.parameters():
         if p.grad is not None:
             p.grad.clamp_(-clip, clip)
+
+
+def run_summary(state: dict) -> str:
+    """Human-readable JSON of a checkpoint: config, counters and curriculum events (no weights)."""
+    trainer = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in state.get("trainer", {}).items()}  # strict JSON has no Infinity
+    return json.dumps({"config": state["config"], **trainer, "events": state.get("events", [])}, indent=1)
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:

@@ -127,3 +127,13 @@ def test_export_makes_a_loadable_slim_model(tmp_path):
     model = model_from_checkpoint(slim)
     assert not model.training and model.data_options == {"size": [32, 30]}
     assert "optimizer" not in load_checkpoint(slim)
+
+
+def test_no_lr_event_once_at_min_lr(tmp_path):
+    t = Trainer(tiny_config(curriculum=[[2, 1, 3]], patience=1, lr=1e-3, min_lr=1e-4), tmp_path)
+    t.after_validation(1.0)
+    assert t.after_validation(1.0).startswith("lr ->")   # 1e-3 -> 1e-4
+    t.after_validation(1.0)
+    assert t.after_validation(1.0) is None                # already at min_lr: nothing happens
+    assert len(t.events) == 1
+    assert json.loads((t.save().with_suffix(".json")).read_text())["best_val"] is None
