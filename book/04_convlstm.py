@@ -183,16 +183,16 @@ model = ris_lite.load_pretrained().to(device)
 image, labels = ris_lite.make_rosette(ris_lite.SPLITS["test"][0] + 1)
 steps = 6
 with torch.no_grad():
-    feats = model.fcn(image[None].to(device))
-    tops, history = model.lstm(feats, steps, return_all=True)
+    _, _, stages = model(image[None].to(device), steps, return_stages=True)
+    h_all, c_all = stages["h_layers"], stages["c_layers"]  # (B, T, layers, d, h', w')
     second = model.lstm.cells[1]
     rows = {"i": [], "f": [], "o": [], "kappa(h)": []}
     for t in range(steps):
-        prev = history[t - 1][1] if t > 0 else second.init_state(feats)
-        gates = second.gates(history[t][0][0], prev)
+        prev = (h_all[:, t - 1, 1], c_all[:, t - 1, 1]) if t > 0 else second.init_state(stages["features"])
+        gates = second.gates(h_all[:, t, 0], prev)
         for g in "ifo":
             rows[g].append(gates[g][0].mean(0).cpu())
-        rows["kappa(h)"].append(history[t][1][0][0].abs().sum(0).cpu())
+        rows["kappa(h)"].append(h_all[0, t, 1].abs().sum(0).cpu())
 
 fig, axes = plt.subplots(4, steps + 1, figsize=(1.7 * (steps + 1), 7))
 axes[0, 0].imshow(image.permute(1, 2, 0))

@@ -152,13 +152,14 @@ for name, dic, adic, sbd in [("IPK", "-1.9 (2.5)", "2.6 (1.8)", "74.4 (4.3)"),
     print(f"  {name:26s} {dic:>11s}  {adic:>10s}  {sbd:>11s}")
 
 # %% [markdown]
-# **Reading the table.** On this benchmark the tuned watershed is the better segmenter (SBD
-# 56 % against 39 %) but it badly under-counts (DiC about −5: touching leaves share one
-# distance peak), while the RIS model shipped here over-counts by about two and finds the
-# plant well (FgBgDice 87 %) yet rarely outlines one whole leaf per step. This model had one
-# CPU hour; the paper's had far longer on a GPU. It is a faithful pipeline that is still
-# under-trained, not a reproduction of the paper's RIS row — the training chapter and the
-# project notes say what we measured about why.
+# **Reading the table.** On this benchmark the tuned watershed and the shipped RIS reach
+# about the same SBD (56 % and 54 %), but they fail in opposite ways: the watershed badly
+# under-counts (DiC about −5: touching leaves share one distance peak), while RIS counts
+# far better (|DiC| 1.8, DiC +0.6) and finds the plant well (FgBgDice 93 %) yet still often
+# paints parts of two neighbouring leaves in one step. This model had one CPU hour; the
+# paper's had far longer on a GPU. It is a faithful pipeline (plus a dilated FCN, see the FCN
+# chapter) that is still under-trained, not a reproduction of the paper's RIS row — the
+# training chapter and the project notes say what we measured about why.
 #
 # ## 4. Looking at the predictions
 #

@@ -57,6 +57,8 @@ def _model(checkpoint: Optional[str], device: Optional[str]):
 
 
 def cmd_train(a) -> int:
+    from .fcn import FCN
+    from .model import RISConfig
     from .train import A1_CURRICULUM, TrainConfig, Trainer
 
     if a.data != "synthetic":
@@ -77,9 +79,17 @@ def cmd_train(a) -> int:
                 curriculum = [[int(v) for v in s.split(",")] for s in a.curriculum.split(";")]
             except ValueError:
                 raise CLIError("--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage)") from None
-        cfg = TrainConfig(lr=a.lr, batch_size=a.batch_size, seed=a.seed, curriculum=curriculum,
+        try:
+            dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
+            model = RISConfig(feedback=a.feedback, fcn_dilations=dilations)
+            FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
+        except ValueError:
+            raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
+        model = model.to_dict()
+        cfg = TrainConfig(model=model, lr=a.lr, batch_size=a.batch_size, seed=a.seed, curriculum=curriculum,
                           eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
-                          train_images=a.train_images)
+                          train_images=a.train_images, val_images=a.val_images, patience=a.patience,
+                          cpu_bf16=a.cpu_bf16)
         trainer = Trainer(cfg, out, a.device)
     print(f"training on {trainer.device}; writing {out}/last.pt and {out}/log.csv", file=sys.stderr)
     trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet)
@@ -173,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, default=200)
     t.add_argument("--stage-max-steps", type=int, default=1000)
     t.add_argument("--train-images", type=int, default=2000)
+    t.add_argument("--val-images", type=int, default=64, help="validation plants for the plateau rule (<= 64)")
+    t.add_argument("--patience", type=int, default=3, help="evaluations without a 1%% gain before moving on")
+    t.add_argument("--feedback", action="store_true",
+                   help="feed earlier masks back into the ConvLSTM (ours, not in the paper)")
+    t.add_argument("--fcn-dilations", default="1,1,1,1",
+                   help="dilations of the FCN's four 3x3 convolutions ('1,2,4,8' widens its view; ours)")
+    t.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (fast on AVX512-BF16/AMX)")
     t.add_argument("--curriculum", default=None, help="stages 'L,lo,hi;L,lo,hi;...' (default: A1 curriculum)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

@@ -142,25 +142,41 @@ class ConvLSTM(nn.Module):
             cell(in_channels if k == 0 else hidden_channels, hidden_channels, kernel_size, gate_bias, init_range)
             for k in range(n_layers))
 
+    def init_states(self, x: torch.Tensor) -> List[State]:
+        """Zero ``(h, c)`` for every layer, matching x's batch, size, device and dtype."""
+        z = x.new_zeros(x.shape[0], self.cells[0].hidden_channels, *x.shape[2:])
+        return [(z, z) for _ in self.cells]
+
+    def step(self, x: torch.Tensor, states: List[State],
+             first_proj: Optional[torch.Tensor] = None) -> List[State]:
+        """One time step of the whole stack; returns the new ``(h, c)`` of every layer.
+
+        ``first_proj`` replaces layer 0's input projection (``cells[0].project_input(x)``,
+        possibly plus extra pre-activations such as RIS's mask feedback); fused cells only.
+        """
+        new, inp = [], x
+        for k, cell in enumerate(self.cells):
+            if k == 0 and first_proj is not None:
+                if not isinstance(cell, ConvLSTMCell):
+                    raise TypeError("first_proj needs fused ConvLSTMCell layers")
+                state = cell.step(first_proj, states[0])
+            else:
+                state = cell(inp, states[k])
+            new.append(state)
+            inp = state[0]
+        return new
+
     def forward(self, x: torch.Tensor, steps: int, return_all: bool = False):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        fused = all(isinstance(c, ConvLSTMCell) for c in self.cells)
+        fused = isinstance(self.cells[0], ConvLSTMCell)
+        # The input never changes, so layer 0's half of the gate convolution is done once.
         first_proj = self.cells[0].project_input(x) if fused else None
-        states: List[Optional[State]] = [None] * len(self.cells)
+        states = self.init_states(x)
         tops, history = [], []
         for _ in range(steps):
-            inp = x
-            for k, cell in enumerate(self.cells):
-                if states[k] is None:
-                    ref = x if k == 0 else states[k - 1][0]
-                    states[k] = (ref.new_zeros(ref.shape[0], cell.hidden_channels, *ref.shape[2:]),) * 2
-                if k == 0 and fused:
-                    states[k] = cell.step(first_proj, states[k])
-                else:
-                    states[k] = cell(inp, states[k])
-                inp = states[k][0]
-            tops.append(inp)
+            states = self.step(x, states, first_proj)
+            tops.append(states[-1][0])
             if return_all:
                 history.append(list(states))
         return (tops, history) if return_all else tops

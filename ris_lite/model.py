@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .convlstm import ConvLSTM
+from .convlstm import ConvLSTM, ConvLSTMCell
 from .fcn import FCN
 from .inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
 
@@ -25,6 +26,8 @@ class RISConfig:
     channels: int = 30  # FCN output d; ConvLSTM hidden channels
     fcn_variant: str = "downsample"
     fcn_stride: int = 2
+    #: dilation of the FCN's four 3x3 convolutions; (1, 1, 1, 1) is the paper's FCN
+    fcn_dilations: Tuple[int, ...] = (1, 1, 1, 1)
     lstm_layers: int = 2
     lstm_kernel: int = 3
     gate_bias: Tuple[float, float, float, float] = (0.0, 1.0, 0.0, 0.0)
@@ -34,12 +37,16 @@ class RISConfig:
     bias_init: Optional[float] = None  # explicit b; None = derived from instance_fraction
     confidence: str = "maxpool"
     upsample: bool = True  # masks at the input size (else at the feature size)
+    #: ours, not the paper's: feed the previous mask and the union of all earlier masks back
+    #: into the first ConvLSTM layer, so "which leaves are done" need not be memorised in h
+    feedback: bool = False
     extra: dict = field(default_factory=dict)  # free-form notes kept in checkpoints; unused by the model
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["gate_bias"] = list(d["gate_bias"])
         d["input_size"] = list(d["input_size"])
+        d["fcn_dilations"] = list(d["fcn_dilations"])
         return d
 
     @classmethod
@@ -47,6 +54,7 @@ class RISConfig:
         d = dict(d)
         d["gate_bias"] = tuple(d["gate_bias"])
         d["input_size"] = tuple(d["input_size"])
+        d["fcn_dilations"] = tuple(d.get("fcn_dilations", (1, 1, 1, 1)))
         return cls(**d)
 
 
@@ -63,8 +71,13 @@ class RIS(nn.Module):
         if overrides:
             config = RISConfig(**{**asdict(config), **overrides})
         self.config = c = config
-        self.fcn = FCN(c.in_channels, c.channels, stride=c.fcn_stride, variant=c.fcn_variant)
+        self.fcn = FCN(c.in_channels, c.channels, stride=c.fcn_stride, variant=c.fcn_variant,
+                       dilations=c.fcn_dilations)
         self.lstm = ConvLSTM(c.channels, c.channels, c.lstm_layers, c.lstm_kernel, c.gate_bias)
+        self.feedback = None
+        if c.feedback:  # (previous mask, union so far) -> extra gate pre-activations of layer 0
+            self.feedback = nn.Conv2d(2, 4 * c.channels, c.lstm_kernel, padding=c.lstm_kernel // 2, bias=False)
+            nn.init.uniform_(self.feedback.weight, -0.08, 0.08)
         fh, fw = self.fcn.output_size(*c.input_size)
         b = c.bias_init if c.bias_init is not None else inhibition_bias_init(c.instance_fraction * fh * fw)
         self.inhibition = SpatialInhibition(c.channels, b)
@@ -86,27 +99,44 @@ class RIS(nn.Module):
                 score_logits: bool = False):
         """Unroll ``steps`` iterations. ``return_stages=True`` adds a dict of per-step
         intermediates for figures: ``features``, ``h`` (top layer, (B,T,d,h',w')),
-        ``conv`` and ``log_softmax_b`` ((B,T,h',w')). ``score_logits`` returns scores before
+        ``conv`` and ``log_softmax_b`` ((B,T,h',w')), and every layer's state ``h_layers`` /
+        ``c_layers`` ((B,T,layers,d,h',w')). ``score_logits`` returns scores before
         the sigmoid (for a numerically stable loss)."""
         self._check(images)
         features = self.fcn(images)
-        out_size = images.shape[2:] if self.config.upsample else None
-        hs = self.lstm(features, steps)
-        masks, scores, stages = [], [], {"conv": [], "log_softmax_b": []}
-        for h in hs:
-            if return_stages:
-                m, st = self.inhibition(h, out_size, return_stages=True)
-                stages["conv"].append(st["conv"])
-                stages["log_softmax_b"].append(st["log_softmax_b"])
-            else:
-                m = self.inhibition(h, out_size)
+        out_size = tuple(images.shape[2:]) if self.config.upsample else None
+        cell0 = self.lstm.cells[0]  # fused cells: the fixed input's gate half is done once
+        first_proj = cell0.project_input(features) if isinstance(cell0, ConvLSTMCell) else None
+        if first_proj is None and self.feedback is not None:
+            raise TypeError("mask feedback needs fused ConvLSTMCell layers")
+        states = self.lstm.init_states(features)
+        fed_back = (features.new_zeros(features.shape[0], 2, *features.shape[2:])
+                    if self.feedback is not None else None)
+        masks, scores, hs, history = [], [], [], []
+        stages = {"conv": [], "log_softmax_b": []}
+        for _ in range(steps):
+            proj = first_proj if fed_back is None else first_proj + self.feedback(fed_back)
+            states = self.lstm.step(features, states, proj)
+            h = states[-1][0]
+            m, st = self.inhibition(h, return_stages=True)
+            if fed_back is not None:
+                fed_back = torch.stack([m, torch.maximum(fed_back[:, 1], m)], 1)
+            if out_size is not None and tuple(m.shape[1:]) != out_size:
+                m = F.interpolate(m.unsqueeze(1), size=out_size, mode="bilinear", align_corners=False).squeeze(1)
             masks.append(m)
             scores.append(self.confidence(h, logits=score_logits))
+            if return_stages:
+                hs.append(h)
+                history.append(states)
+                stages["conv"].append(st["conv"])
+                stages["log_softmax_b"].append(st["log_softmax_b"])
         masks, scores = torch.stack(masks, 1), torch.stack(scores, 1)
         if not return_stages:
             return masks, scores
         stages = {k: torch.stack(v, 1) for k, v in stages.items()}
-        stages.update(features=features, h=torch.stack(hs, 1))
+        stages.update(features=features, h=torch.stack(hs, 1),
+                      h_layers=torch.stack([torch.stack([h for h, _ in st], 1) for st in history], 1),
+                      c_layers=torch.stack([torch.stack([c for _, c in st], 1) for st in history], 1))
         return masks, scores, stages
 
     @torch.no_grad()

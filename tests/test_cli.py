@@ -41,11 +41,23 @@ def test_predict_writes_official_pngs_and_overlays(tiny_run, tmp_path, capsys):
     (["evaluate", "--checkpoint", "/no/such.pt"], "no checkpoint at /no/such.pt"),
     (["train", "--data", "cvppp:/x"], "synthetic only"),
     (["train", "--curriculum", "2;x", "--out", "/tmp/ris_cli_bad"], "--curriculum"),
+    (["train", "--fcn-dilations", "1,2", "--out", "/tmp/ris_cli_bad"], "--fcn-dilations"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_train_options_reach_the_checkpoint(tmp_path, capsys):
+    from ris_lite.train import load_checkpoint
+
+    assert main(["train", "--out", str(tmp_path), "--max-steps", "1", "--quiet", "--train-images", "2",
+                 "--curriculum", "2,1,3", "--fcn-dilations", "1,2,4,8", "--feedback", "--cpu-bf16",
+                 "--val-images", "4", "--patience", "5"]) == 0
+    cfg = load_checkpoint(tmp_path / "last.pt")["config"]
+    assert cfg["model"]["fcn_dilations"] == [1, 2, 4, 8] and cfg["model"]["feedback"] is True
+    assert (cfg["cpu_bf16"], cfg["val_images"], cfg["patience"]) == (True, 4, 5)
 
 
 def test_existing_run_needs_resume(tiny_run, capsys):

@@ -70,6 +70,22 @@ def test_fcn_sizes_for_the_a1_frame_and_the_working_size():
     assert not any(p.requires_grad for n, p in FCN().named_buffers())
 
 
+@pytest.mark.parametrize("dilations", [(1, 1, 1, 1), (1, 2, 4, 8)])
+def test_receptive_field_formula_matches_the_gradient_support(dilations):
+    fcn = FCN(stride=2, dilations=dilations)
+    img = torch.rand(1, 3, 200, 200, requires_grad=True)
+    out = fcn(img)
+    out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+    rows = img.grad[0].abs().sum(0).sum(1).nonzero()
+    assert int(rows.max() - rows.min() + 1) == fcn.receptive_field()
+    assert out.shape[2:] == fcn.output_size(200, 200)
+
+
+def test_fcn_rejects_bad_dilations():
+    with pytest.raises(ValueError, match="dilations"):
+        FCN(dilations=(1, 2))
+
+
 def test_antialias_kernel_sums_to_one_and_is_fixed():
     fcn = FCN(stride=5)
     assert fcn.aa_kernel.shape == (3, 1, 9, 9)
@@ -114,6 +130,48 @@ def test_ris_rejects_bad_input():
         model(torch.rand(3, 106, 100), 2)
     with pytest.raises(TypeError, match="dtype"):
         model(torch.zeros(1, 3, 106, 100, dtype=torch.uint8), 2)
+
+
+def test_feedback_with_zero_weights_is_the_paper_model():
+    torch.manual_seed(0)
+    paper = RIS()
+    fed = RIS(feedback=True)
+    fed.load_state_dict({**paper.state_dict(), "feedback.weight": torch.zeros_like(fed.feedback.weight)})
+    x = torch.rand(2, 3, 106, 100)
+    for a, b in zip(paper(x, 4), fed(x, 4)):
+        torch.testing.assert_close(a, b)
+
+
+def test_feedback_carries_earlier_masks_into_later_steps():
+    torch.manual_seed(0)
+    model = RIS(feedback=True)
+    x = torch.rand(1, 3, 106, 100)
+    masks, _ = model(x, 2)
+    w = model.feedback.weight
+    # Step 1 sees all-zero feedback; step 2 depends on step 1's mask through the feedback conv.
+    first = torch.autograd.grad(masks[0, 0].sum(), w, retain_graph=True, allow_unused=True)[0]
+    second = torch.autograd.grad(masks[0, 1].sum(), w)[0]
+    assert (first is None or first.abs().sum() == 0) and second.abs().sum() > 0
+
+
+def test_ris_with_literal_eq1_cells_matches_fused():
+    torch.manual_seed(0)
+    fused = RIS()
+    literal = RIS()
+    literal.load_state_dict(fused.state_dict())
+    literal.lstm = ConvLSTM(30, 30, 2, 3, cell=ConvLSTMCellEq1)
+    for a, b in zip(literal.lstm.cells, fused.lstm.cells):
+        a.load_from_fused(b)
+    x = torch.rand(1, 3, 53, 50)
+    for a, b in zip(fused(x, 3), literal(x, 3)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_old_configs_without_feedback_still_load():
+    from ris_lite.model import RISConfig
+    d = RISConfig().to_dict()
+    del d["feedback"]
+    assert RISConfig.from_dict(d).feedback is False
 
 
 class _Scripted(RIS):

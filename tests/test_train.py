@@ -77,6 +77,8 @@ def test_stage_max_steps_forces_advance(tmp_path):
     t = Trainer(tiny_config(stage_max_steps=2), tmp_path)
     t.stage_step = 2
     assert t.after_validation(1.0).startswith("advance")
+    t.stage_step = 5                                # last stage: the cap does not cut the lr
+    assert t.after_validation(0.9) is None and t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
 def test_sequence_length_is_min_of_stage_and_n_plus_2(tmp_path):
