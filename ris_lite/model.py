@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .convlstm import ConvLSTM, ConvLSTMCell
@@ -104,7 +103,7 @@ class RIS(nn.Module):
         the sigmoid (for a numerically stable loss)."""
         self._check(images)
         features = self.fcn(images)
-        out_size = tuple(images.shape[2:]) if self.config.upsample else None
+        out_size = images.shape[2:] if self.config.upsample else None
         cell0 = self.lstm.cells[0]  # fused cells: the fixed input's gate half is done once
         first_proj = cell0.project_input(features) if isinstance(cell0, ConvLSTMCell) else None
         if first_proj is None and self.feedback is not None:
@@ -118,11 +117,10 @@ class RIS(nn.Module):
             proj = first_proj if fed_back is None else first_proj + self.feedback(fed_back)
             states = self.lstm.step(features, states, proj)
             h = states[-1][0]
-            m, st = self.inhibition(h, return_stages=True)
-            if fed_back is not None:
-                fed_back = torch.stack([m, torch.maximum(fed_back[:, 1], m)], 1)
-            if out_size is not None and tuple(m.shape[1:]) != out_size:
-                m = F.interpolate(m.unsqueeze(1), size=out_size, mode="bilinear", align_corners=False).squeeze(1)
+            m, st = self.inhibition(h, out_size, return_stages=True)
+            if fed_back is not None:  # fed back at the feature size, before any upsampling
+                small = torch.sigmoid(st["log_softmax_b"])
+                fed_back = torch.stack([small, torch.maximum(fed_back[:, 1], small)], 1)
             masks.append(m)
             scores.append(self.confidence(h, logits=score_logits))
             if return_stages:
