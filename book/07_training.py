@@ -222,7 +222,8 @@ plt.show()
 #
 # ```bash
 # ris-lite train --data synthetic --out runs/rosettes --budget-minutes 60 \
-#     --fcn-dilations 1,2,4,8 --cpu-bf16 --quiet
+#     --fcn-dilations 1,2,4,8 --cpu-bf16 --snapshot-minutes 5 --quiet
+# python benchmarks/bench_time_to_target.py --run runs/rosettes   # curve.csv, section 6
 # ris-lite export --run runs/rosettes
 # ```
 #
@@ -268,7 +269,47 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The evaluation chapter measures it on the whole test split.
+# ## 6. How far from the target?
+#
+# Our goal for this benchmark was SBD ≥ 0.85 and |DiC| ≤ 0.3 on the synthetic test split
+# after one hour on two CPU cores. The shipped run kept its weights every 5 training minutes
+# (`--snapshot-minutes 5`), and `benchmarks/bench_time_to_target.py` scored each snapshot on
+# the 100 test plants afterwards, off the training clock. `ris-lite export` ships that curve
+# next to the log:
+
+# %%
+curve = list(csv.DictReader(open(log_path.with_name("rosettes_curve.csv"))))
+curve_minutes = [float(r["minutes"]) for r in curve]
+fig, (ax_sbd, ax_dic) = plt.subplots(1, 2, figsize=(9, 3))
+ax_sbd.plot(curve_minutes, [float(r["sbd"]) for r in curve], "o-")
+ax_sbd.axhline(0.85, color="gray", ls="--", label="target")
+ax_sbd.set_ylabel("test SBD")
+ax_dic.plot(curve_minutes, [float(r["abs_dic"]) for r in curve], "o-", color="tab:red")
+ax_dic.axhline(0.3, color="gray", ls="--", label="target")
+ax_dic.set_ylabel("test |DiC|")
+for ax in (ax_sbd, ax_dic):
+    ax.set_xlabel("training minutes (2 CPU cores)")
+    ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+for r in curve:
+    print(f"{float(r['minutes']):5.1f} min  step {int(r['step']):6d}  stage {r['stage']}  "
+          f"SBD {float(r['sbd']):.3f}  |DiC| {float(r['abs_dic']):.2f}")
+
+# %% [markdown]
+# The target is **not reached**. Test SBD climbs to about 0.54 within 10 minutes of reaching
+# the last stage, once the plateau rule has cut the learning rate to $2\times10^{-4}$, and
+# stays there; the later cuts change little. What we measured about why:
+#
+# * not over-fitting: on 60 training plants the shipped model scores SBD 0.527, on 60 test
+#   plants 0.532;
+# * not resolution: masks at stride 2 could reach SBD 0.98 on these plants;
+# * a wider model (`--channels 48`, same recipe) trained 1.5x slower and learned less per step
+#   (matched IoU 0.23 against 0.37 at steps 5,000 to 7,000), so we stopped it;
+# * for scale: the paper's RIS reached SBD 56.8 % and |DiC| 1.1 on the real CVPPP A1.
+#
+# The evaluation chapter measures the shipped model on the whole test split and compares it
+# with a classical baseline.
 #
 # ## Exercises
 #
@@ -280,10 +321,13 @@ plt.show()
 #    no step is missing.
 # 4. Use `benchmarks/bench_train_speed.py` to measure how much the fused ConvLSTM, batching and
 #    the batched loss each contribute.
+# 5. Train a wider model (`--channels 48`) with `--snapshot-minutes 5` and score it with
+#    `benchmarks/bench_time_to_target.py`. Does it beat the shipped curve at equal minutes? At
+#    equal steps? Try a smaller learning rate for it.
 #
 # ## What this chapter built in `ris_lite`
 #
-# `Trainer` (`train_step`, `validate`, `after_validation`, `run`, `save`, `resume`),
+# `Trainer` (`train_step`, `validate`, `after_validation`, `run`, `save`, `save_snapshot`, `resume`),
 # `TrainConfig`, `A1_CURRICULUM`, `clip_gradients`, `save_atomic`, `load_checkpoint`,
 # `model_from_checkpoint`, `export` (module `ris_lite.train`); the CLI (`ris_lite.cli`);
 # `load_pretrained` (`ris_lite.pretrained`).

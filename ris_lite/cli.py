@@ -63,6 +63,8 @@ def cmd_train(a) -> int:
 
     if a.data != "synthetic":
         raise CLIError("train supports --data synthetic only (the CVPPP reader is for evaluation and fine-tuning in code)")
+    if a.snapshot_minutes is not None and a.snapshot_minutes <= 0:
+        raise CLIError(f"--snapshot-minutes must be > 0, got {a.snapshot_minutes}")
     out = Path(a.out)
     if a.resume:
         ckpt = out / "last.pt" if Path(a.resume).is_dir() or a.resume == "auto" else Path(a.resume)
@@ -79,9 +81,11 @@ def cmd_train(a) -> int:
                 curriculum = [[int(v) for v in s.split(",")] for s in a.curriculum.split(";")]
             except ValueError:
                 raise CLIError("--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage)") from None
+        if a.channels < 1:
+            raise CLIError(f"--channels must be a positive integer, got {a.channels}")
         try:
             dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
-            model = RISConfig(feedback=a.feedback, fcn_dilations=dilations)
+            model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels)
             FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
         except ValueError:
             raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
@@ -92,7 +96,8 @@ def cmd_train(a) -> int:
                           cpu_bf16=a.cpu_bf16)
         trainer = Trainer(cfg, out, a.device)
     print(f"training on {trainer.device}; writing {out}/last.pt and {out}/log.csv", file=sys.stderr)
-    trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet)
+    trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet,
+                snapshot_minutes=a.snapshot_minutes)
     print(json.dumps({"step": trainer.step, "stage": trainer.stage, "minutes": round(trainer.elapsed / 60, 2),
                       "checkpoint": str(out / "last.pt")}))
     return 0
@@ -157,8 +162,9 @@ def cmd_export(a) -> int:
         raise CLIError(str(e)) from None
     state = load_checkpoint(ckpt)
     (out / f"{a.name}_config.json").write_text(run_summary(state))
-    if (run / "log.csv").is_file():
-        shutil.copyfile(run / "log.csv", out / f"{a.name}_log.csv")
+    for part in ("log", "curve"):  # curve.csv: test scores per snapshot (benchmarks/bench_time_to_target.py)
+        if (run / f"{part}.csv").is_file():
+            shutil.copyfile(run / f"{part}.csv", out / f"{a.name}_{part}.csv")
     print(json.dumps({"exported": str(out / f"{a.name}.pt"), "step": state["trainer"]["step"]}))
     return 0
 
@@ -189,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feed earlier masks back into the ConvLSTM (ours, not in the paper)")
     t.add_argument("--fcn-dilations", default="1,1,1,1",
                    help="dilations of the FCN's four 3x3 convolutions ('1,2,4,8' widens its view; ours)")
+    t.add_argument("--channels", type=int, default=30, help="width d of the FCN and ConvLSTM (default 30)")
+    t.add_argument("--snapshot-minutes", type=float, default=None,
+                   help="also keep OUT/snapshots/min_MMMM.mm.pt every this many training minutes (for learning curves)")
     t.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (fast on AVX512-BF16/AMX)")
     t.add_argument("--curriculum", default=None, help="stages 'L,lo,hi;L,lo,hi;...' (default: A1 curriculum)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -213,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-steps", type=int, default=30)
     r.add_argument("--out", default="predictions")
     r.set_defaults(func=cmd_predict)
-    x = sub.add_parser("export", help="slim model + config + log of a run, for shipping (load_pretrained)")
+    x = sub.add_parser("export", help="slim model + config + log (+ curve) of a run, for shipping (load_pretrained)")
     x.add_argument("--run", required=True, help="a training output folder (holds last.pt, log.csv)")
     x.add_argument("--out", default="ris_lite/pretrained")
     x.add_argument("--name", default="rosettes")

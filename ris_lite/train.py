@@ -99,6 +99,7 @@ class Trainer:
         self.best_val = math.inf
         self.bad_evals = 0
         self.elapsed = 0.0
+        self.snapshots_kept = 0
         self.events: List[dict] = []
         self._datasets = {}
 
@@ -190,8 +191,16 @@ class Trainer:
 
     # ----- loop -------------------------------------------------------------------------------
     def run(self, budget_minutes: Optional[float] = None, max_steps: Optional[int] = None,
-            progress: bool = True, checkpoint_every: int = 200) -> Trainer:
+            progress: bool = True, checkpoint_every: int = 200,
+            snapshot_minutes: Optional[float] = None) -> Trainer:
+        """Train until ``max_steps`` or ``budget_minutes`` of training time (resumed runs count
+        the time already spent). ``snapshot_minutes`` also keeps a weights-only copy in
+        ``OUT/snapshots/min_MMMM.mm.pt`` each time that much training time has passed: the
+        learning curve in SBD / |DiC| is scored from them afterwards, off the training clock."""
         from tqdm.auto import tqdm
+
+        if snapshot_minutes is not None and snapshot_minutes <= 0:
+            raise ValueError(f"snapshot_minutes must be > 0, got {snapshot_minutes}")
 
         self.out.mkdir(parents=True, exist_ok=True)
         max_steps = self.config.max_steps if max_steps is None else max_steps
@@ -228,6 +237,8 @@ class Trainer:
                 if self.step % checkpoint_every == 0 or time.time() - last > 300:
                     self.save()
                     last = time.time()
+                if snapshot_minutes and self.elapsed >= self._next_snapshot(snapshot_minutes):
+                    self.save_snapshot(snapshot_minutes)
         finally:
             bar.close()
             log_file.close()
@@ -245,7 +256,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "trainer": {"step": self.step, "images_seen": self.images_seen, "stage": self.stage,
                         "stage_step": self.stage_step, "best_val": self.best_val,
-                        "bad_evals": self.bad_evals, "elapsed": self.elapsed},
+                        "bad_evals": self.bad_evals, "elapsed": self.elapsed,
+                        "snapshots_kept": self.snapshots_kept},
             "events": self.events,
         }
 
@@ -255,6 +267,19 @@ class Trainer:
         state = self.state_dict()
         save_atomic(state, path)
         path.with_suffix(".json").write_text(run_summary(state))
+        return path
+
+    def _next_snapshot(self, every_minutes: float) -> float:
+        """Training seconds at which the next snapshot is due (the first multiple not yet kept)."""
+        kept = self.snapshots_kept * every_minutes * 60
+        return kept + every_minutes * 60
+
+    def save_snapshot(self, every_minutes: float) -> Path:
+        """Weights, config and counters (no optimiser) as ``snapshots/min_MMMM.mm.pt``."""
+        self.snapshots_kept = int(self.elapsed // (every_minutes * 60))
+        path = self.out / "snapshots" / f"min_{self.snapshots_kept * every_minutes:07.2f}.pt"
+        state = self.state_dict()
+        save_atomic({k: state[k] for k in ("format", "config", "model", "trainer")}, path)
         return path
 
     @classmethod

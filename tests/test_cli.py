@@ -42,6 +42,8 @@ def test_predict_writes_official_pngs_and_overlays(tiny_run, tmp_path, capsys):
     (["train", "--data", "cvppp:/x"], "synthetic only"),
     (["train", "--curriculum", "2;x", "--out", "/tmp/ris_cli_bad"], "--curriculum"),
     (["train", "--fcn-dilations", "1,2", "--out", "/tmp/ris_cli_bad"], "--fcn-dilations"),
+    (["train", "--channels", "0", "--out", "/tmp/ris_cli_bad"], "--channels must be a positive integer"),
+    (["train", "--snapshot-minutes", "0", "--out", "/tmp/ris_cli_bad"], "--snapshot-minutes must be > 0"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
@@ -54,9 +56,10 @@ def test_train_options_reach_the_checkpoint(tmp_path, capsys):
 
     assert main(["train", "--out", str(tmp_path), "--max-steps", "1", "--quiet", "--train-images", "2",
                  "--curriculum", "2,1,3", "--fcn-dilations", "1,2,4,8", "--feedback", "--cpu-bf16",
-                 "--val-images", "4", "--patience", "5"]) == 0
+                 "--val-images", "4", "--patience", "5", "--channels", "12"]) == 0
     cfg = load_checkpoint(tmp_path / "last.pt")["config"]
     assert cfg["model"]["fcn_dilations"] == [1, 2, 4, 8] and cfg["model"]["feedback"] is True
+    assert cfg["model"]["channels"] == 12
     assert (cfg["cpu_bf16"], cfg["val_images"], cfg["patience"]) == (True, 4, 5)
 
 
@@ -93,3 +96,13 @@ def test_export_ships_model_config_and_log(tiny_run, tmp_path, capsys):
     from ris_lite.train import model_from_checkpoint
     assert not model_from_checkpoint(tmp_path / "mini.pt").training
     assert main(["export", "--run", str(tmp_path / "nope")]) == 2
+
+
+def test_export_ships_the_learning_curve_when_there_is_one(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "curve.csv").write_text("minutes,step,stage,sbd,abs_dic,dic,fgbg_dice\n0.10,5,0,0.1,3.0,-3.0,0.5\n")
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "out"), "--name", "mini"]) == 0
+    assert (tmp_path / "out" / "mini_curve.csv").read_text() == (run / "curve.csv").read_text()

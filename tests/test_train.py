@@ -139,3 +139,22 @@ def test_no_lr_event_once_at_min_lr(tmp_path):
     assert t.after_validation(1.0) is None                # already at min_lr: nothing happens
     assert len(t.events) == 1
     assert json.loads((t.save().with_suffix(".json")).read_text())["best_val"] is None
+
+
+def test_snapshots_follow_the_training_clock(tmp_path):
+    t = Trainer(tiny_config(), tmp_path)
+    assert t._next_snapshot(5) == 300
+    t.elapsed = 610.0  # 10 min 10 s of training: the 10-minute snapshot is due (5 was missed)
+    path = t.save_snapshot(5)
+    assert path == tmp_path / "snapshots" / "min_0010.00.pt" and t._next_snapshot(5) == 900
+    stored = load_checkpoint(path)
+    assert stored["trainer"]["elapsed"] == 610.0 and "optimizer" not in stored
+    assert not model_from_checkpoint(path).training
+    assert Trainer.resume(t.save()).snapshots_kept == 2  # a resumed run does not repeat snapshots
+
+
+def test_run_keeps_snapshots(tmp_path):
+    Trainer(tiny_config(), tmp_path).run(max_steps=3, progress=False, snapshot_minutes=1e-9)
+    assert len(list((tmp_path / "snapshots").glob("min_*.pt"))) == 3
+    with pytest.raises(ValueError, match="snapshot_minutes"):
+        Trainer(tiny_config(), tmp_path / "x").run(max_steps=1, progress=False, snapshot_minutes=0)
