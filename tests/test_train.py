@@ -153,8 +153,16 @@ def test_snapshots_follow_the_training_clock(tmp_path):
     assert Trainer.resume(t.save()).snapshots_kept == 2  # a resumed run does not repeat snapshots
 
 
-def test_run_keeps_snapshots(tmp_path):
-    Trainer(tiny_config(), tmp_path).run(max_steps=3, progress=False, snapshot_minutes=1e-9)
-    assert len(list((tmp_path / "snapshots").glob("min_*.pt"))) == 3
+def test_run_keeps_snapshots(tmp_path, monkeypatch):
+    import itertools
+
+    import ris_lite.train as train_module
+
+    clock = itertools.count(0.0, 0.5)  # every reading of the clock advances half a second
+    monkeypatch.setattr(train_module.time, "time", lambda: next(clock))
+    t = Trainer(tiny_config(), tmp_path).run(max_steps=3, progress=False, snapshot_minutes=0.01)
+    kept = sorted(p.name for p in (tmp_path / "snapshots").glob("min_*.pt"))
+    # each step takes over 0.6 s here, so each crosses a due time; missed multiples are skipped
+    assert len(kept) == 3 and kept[-1] == f"min_{t.snapshots_kept * 0.01:07.2f}.pt"
     with pytest.raises(ValueError, match="snapshot_minutes"):
         Trainer(tiny_config(), tmp_path / "x").run(max_steps=1, progress=False, snapshot_minutes=0)
