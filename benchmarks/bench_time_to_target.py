@@ -7,7 +7,7 @@ off the training clock, and prints the learning curve and the first time both ta
     # the shipped command plus snapshots (60 minutes on 2 CPU cores), then the curve
     python benchmarks/bench_time_to_target.py --train --run runs/ttt
     # or score an existing run
-    python benchmarks/bench_time_to_target.py --run runs/rosettes48 [--limit 100]
+    python benchmarks/bench_time_to_target.py --run runs/rosettes [--limit 100]
 """
 
 from __future__ import annotations
