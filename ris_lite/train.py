@@ -99,7 +99,7 @@ class Trainer:
         self.best_val = math.inf
         self.bad_evals = 0
         self.elapsed = 0.0
-        self.snapshots_kept = 0
+        self.snapshots_kept = 0  # index k of the last snapshot kept (at k x snapshot_minutes)
         self.events: List[dict] = []
         self._datasets = {}
 
@@ -271,8 +271,7 @@ class Trainer:
 
     def _next_snapshot(self, every_minutes: float) -> float:
         """Training seconds at which the next snapshot is due (the first multiple not yet kept)."""
-        kept = self.snapshots_kept * every_minutes * 60
-        return kept + every_minutes * 60
+        return (self.snapshots_kept + 1) * every_minutes * 60
 
     def save_snapshot(self, every_minutes: float) -> Path:
         """Weights, config and counters (no optimiser) as ``snapshots/min_MMMM.mm.pt``."""
