@@ -1,12 +1,13 @@
 """Which model changes speed up learning? A controlled 2 x 2 comparison on the CPU.
 
 Arms: the paper's FCN vs dilated FCN (``fcn_dilations=(1, 2, 4, 8)``), each without and with
-mask feedback (``feedback=True``). Everything else is equal: seed, data, a short curriculum
+mask feedback (``feedback=True``); ``--arms dilated,dilated+coords`` compares coordinate input
+channels (``coords=True``) instead. Everything else is equal: seed, data, a short curriculum
 up to 10-14 leaves (300 steps per stage), lr 2e-3, batch 1, bf16 autocast on the CPU. Two
 arms run at a time, one thread each, for the same wall-clock budget; the table is the mean
 matched soft IoU per window of 200 training steps, so arms are compared at equal steps.
 
-    python benchmarks/ablate_training.py [--minutes 8] [--out runs/ablation]
+    python benchmarks/ablate_training.py [--minutes 8] [--out runs/ablation] [--arms a,b,...]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ARMS = {
     "feedback": dict(feedback=True),
     "dilated": dict(fcn_dilations=(1, 2, 4, 8)),
     "dilated+feedback": dict(fcn_dilations=(1, 2, 4, 8), feedback=True),
+    "dilated+coords": dict(fcn_dilations=(1, 2, 4, 8), coords=True),
 }
 CURRICULUM = [[2, 2, 4], [4, 2, 6], [6, 4, 8], [8, 6, 10], [10, 8, 12], [13, 10, 14]]
 WINDOW = 200
@@ -52,9 +54,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=8.0)
     p.add_argument("--out", default="runs/ablation")
+    p.add_argument("--arms", default="paper,feedback,dilated,dilated+feedback",
+                   help=f"comma-separated, run two at a time; known: {', '.join(ARMS)}")
     a = p.parse_args()
-    names = list(ARMS)
-    for pair in (names[:2], names[2:]):
+    names = a.arms.split(",")
+    unknown = [n for n in names if n not in ARMS]
+    if unknown:
+        p.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
         procs = [mp.get_context("spawn").Process(target=train_arm, args=(n, a.out, a.minutes)) for n in pair]
         for q in procs:
             q.start()

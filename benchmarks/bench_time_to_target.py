@@ -25,7 +25,8 @@ from ris_lite.train import model_from_checkpoint
 
 #: ``ris-lite train`` arguments of the shipped checkpoint (ris_lite/pretrained/README.md).
 SHIPPED_TRAIN_ARGS = ["--data", "synthetic", "--budget-minutes", "60", "--fcn-dilations", "1,2,4,8",
-                      "--cpu-bf16", "--quiet"]
+                      "--cpu-bf16", "--batch-size", "4", "--eval-every", "50", "--stage-max-steps", "250",
+                      "--quiet"]
 TARGET_SBD, TARGET_ABS_DIC = 0.85, 0.3
 
 

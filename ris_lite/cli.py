@@ -85,7 +85,7 @@ def cmd_train(a) -> int:
             raise CLIError(f"--channels must be a positive integer, got {a.channels}")
         try:
             dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
-            model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels)
+            model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels, coords=a.coords)
             FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
         except ValueError:
             raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=3, help="evaluations without a 1%% gain before moving on")
     t.add_argument("--feedback", action="store_true",
                    help="feed earlier masks back into the ConvLSTM (ours, not in the paper)")
+    t.add_argument("--coords", action="store_true",
+                   help="add each pixel's (y, x) as two input channels (CoordConv; ours, not in the paper)")
     t.add_argument("--fcn-dilations", default="1,1,1,1",
                    help="dilations of the FCN's four 3x3 convolutions ('1,2,4,8' widens its view; ours)")
     t.add_argument("--channels", type=int, default=30, help="width d of the FCN and ConvLSTM (default 30)")

@@ -49,15 +49,21 @@ def _dice_matrix(a: np.ndarray, b: np.ndarray):
     return dice, na
 
 
-def best_dice(a, b) -> float:
-    """BestDice(a, b): mean over a's labels of the best Dice with any label of b (official)."""
+def best_dice_per_label(a, b) -> np.ndarray:
+    """``(max(a) - min(a),)`` array: for each label of a, its best Dice with any label of b
+    (0 for a skipped id or when b has no labels). ``best_dice`` is its mean; the array says
+    *which* leaves lose the score (small ones? partly covered ones?)."""
     a, b = _pair(a, b)
     dice, na = _dice_matrix(a, b)
-    if na == 0:
-        return 0.0
     if dice.shape[1] == 0:
-        return 0.0
-    return float(dice.max(1).sum() / na)
+        return np.zeros(na)
+    return dice.max(1)
+
+
+def best_dice(a, b) -> float:
+    """BestDice(a, b): mean over a's labels of the best Dice with any label of b (official)."""
+    per_label = best_dice_per_label(a, b)
+    return float(per_label.mean()) if len(per_label) else 0.0
 
 
 def symmetric_best_dice(a, b) -> float:

@@ -39,6 +39,9 @@ class RISConfig:
     #: ours, not the paper's: feed the previous mask and the union of all earlier masks back
     #: into the first ConvLSTM layer, so "which leaves are done" need not be memorised in h
     feedback: bool = False
+    #: ours, not the paper's: two extra input channels holding each pixel's (y, x) position in
+    #: [0, 1] (CoordConv), a cue for telling look-alike leaves apart and for a spatial order
+    coords: bool = False
     extra: dict = field(default_factory=dict)  # free-form notes kept in checkpoints; unused by the model
 
     def to_dict(self) -> dict:
@@ -70,7 +73,8 @@ class RIS(nn.Module):
         if overrides:
             config = RISConfig(**{**asdict(config), **overrides})
         self.config = c = config
-        self.fcn = FCN(c.in_channels, c.channels, stride=c.fcn_stride, variant=c.fcn_variant,
+        fcn_inputs = c.in_channels + (2 if c.coords else 0)
+        self.fcn = FCN(fcn_inputs, c.channels, stride=c.fcn_stride, variant=c.fcn_variant,
                        dilations=c.fcn_dilations)
         self.lstm = ConvLSTM(c.channels, c.channels, c.lstm_layers, c.lstm_kernel, c.gate_bias)
         self.feedback = None
@@ -102,7 +106,7 @@ class RIS(nn.Module):
         ``c_layers`` ((B,T,layers,d,h',w')). ``score_logits`` returns scores before
         the sigmoid (for a numerically stable loss)."""
         self._check(images)
-        features = self.fcn(images)
+        features = self.fcn(with_coordinates(images) if self.config.coords else images)
         out_size = images.shape[2:] if self.config.upsample else None
         cell0 = self.lstm.cells[0]  # fused cells: the fixed input's gate half is done once
         first_proj = cell0.project_input(features) if isinstance(cell0, ConvLSTMCell) else None
@@ -170,3 +174,12 @@ class RIS(nn.Module):
                     next_id += 1
             out.append(labels)
         return out
+
+
+def with_coordinates(images: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C + 2, H, W)``: appends each pixel's row and column in [0, 1]."""
+    B, _, H, W = images.shape
+    ys = torch.linspace(0, 1, H, device=images.device, dtype=images.dtype)
+    xs = torch.linspace(0, 1, W, device=images.device, dtype=images.dtype)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(B, -1, -1, -1)
+    return torch.cat([images, grid], 1)

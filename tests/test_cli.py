@@ -55,11 +55,11 @@ def test_train_options_reach_the_checkpoint(tmp_path, capsys):
     from ris_lite.train import load_checkpoint
 
     assert main(["train", "--out", str(tmp_path), "--max-steps", "1", "--quiet", "--train-images", "2",
-                 "--curriculum", "2,1,3", "--fcn-dilations", "1,2,4,8", "--feedback", "--cpu-bf16",
+                 "--curriculum", "2,1,3", "--fcn-dilations", "1,2,4,8", "--feedback", "--coords", "--cpu-bf16",
                  "--val-images", "4", "--patience", "5", "--channels", "12"]) == 0
     cfg = load_checkpoint(tmp_path / "last.pt")["config"]
     assert cfg["model"]["fcn_dilations"] == [1, 2, 4, 8] and cfg["model"]["feedback"] is True
-    assert cfg["model"]["channels"] == 12
+    assert cfg["model"]["channels"] == 12 and cfg["model"]["coords"] is True
     assert (cfg["cpu_bf16"], cfg["val_images"], cfg["patience"]) == (True, 4, 5)
 
 

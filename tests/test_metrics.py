@@ -5,6 +5,7 @@ from ris_lite.metrics import (
     average_precision_r,
     average_precision_r_mean,
     best_dice,
+    best_dice_per_label,
     count_labels,
     diff_fg_labels,
     evaluate_labels,
@@ -38,6 +39,19 @@ def test_hand_computed_best_dice():
     assert best_dice(merged, gt) == pytest.approx(2 / 3)
     assert best_dice(gt, merged) == pytest.approx(2 / 3)
     assert diff_fg_labels(merged, gt) == -1
+
+
+def test_best_dice_per_label_says_which_leaf_loses():
+    gt = _two_leaves()
+    pred = np.zeros((4, 4), int)
+    pred[:2, :2] = 1
+    pred[2:, 2:3] = 2
+    np.testing.assert_allclose(best_dice_per_label(gt, pred), [1.0, 2 / 3])
+    gapped = gt.copy()
+    gapped[gapped == 2] = 3  # id 2 skipped: a leaf with Dice 0, as best_dice counts it
+    np.testing.assert_allclose(best_dice_per_label(gapped, gt), [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(best_dice_per_label(gt, np.zeros_like(gt)), [0.0, 0.0])
+    assert best_dice_per_label(np.zeros_like(gt), gt).shape == (0,)
 
 
 def test_label_gaps_count_as_zero_like_the_official_code():

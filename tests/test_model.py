@@ -154,6 +154,28 @@ def test_feedback_carries_earlier_masks_into_later_steps():
     assert (first is None or first.abs().sum() == 0) and second.abs().sum() > 0
 
 
+def test_coordinate_channels_are_appended_rows_and_columns():
+    from ris_lite.model import with_coordinates
+    x = torch.rand(2, 3, 5, 4)
+    out = with_coordinates(x)
+    assert out.shape == (2, 5, 5, 4) and torch.equal(out[:, :3], x)
+    torch.testing.assert_close(out[0, 3, :, 0], torch.linspace(0, 1, 5))  # row index, down
+    torch.testing.assert_close(out[1, 4, 0], torch.linspace(0, 1, 4))  # column index, across
+
+
+def test_coords_model_sees_position_and_checks_three_channel_input():
+    torch.manual_seed(0)
+    model = RIS(coords=True)
+    assert model.fcn.in_channels == 5
+    plain = torch.full((1, 3, 106, 100), 0.5)
+    masks, _ = model(plain, 1)
+    # A uniform image gives a position-dependent mask only through the coordinate channels.
+    inner = masks[0, 0, 20:-20, 20:-20]
+    assert inner.max() - inner.min() > 1e-4
+    with pytest.raises(ValueError, match=r"\(B,3,H,W\)"):
+        model(torch.rand(1, 5, 106, 100), 1)
+
+
 def test_ris_with_literal_eq1_cells_matches_fused():
     torch.manual_seed(0)
     fused = RIS()
