@@ -16,12 +16,10 @@ import argparse
 import csv
 from pathlib import Path
 
-import torch
-
 from ris_lite.cli import main as cli
 from ris_lite.evaluate import evaluate_model
 from ris_lite.rosette import RosetteDataset
-from ris_lite.train import model_from_checkpoint
+from ris_lite.train import load_checkpoint, model_from_checkpoint
 
 #: ``ris-lite train`` arguments of the shipped checkpoint (ris_lite/pretrained/README.md).
 SHIPPED_TRAIN_ARGS = ["--data", "synthetic", "--budget-minutes", "60", "--fcn-dilations", "1,2,4,8",
@@ -38,7 +36,7 @@ def learning_curve(run: Path, limit: int, max_steps: int = 30):
     for path in paths:
         if not path.is_file():
             continue
-        counters = torch.load(path, map_location="cpu", weights_only=True)["trainer"]
+        counters = load_checkpoint(path)["trainer"]
         if counters["step"] in steps_seen:  # last.pt saved at the same step as the final snapshot
             continue
         steps_seen.add(counters["step"])
