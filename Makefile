@@ -8,10 +8,19 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: book test notebooks bench clean
 
-$(STAMP): pyproject.toml constraints-cpu.txt
+# torch first: a torch wheel that pip's find-links holds on local disk (this project's CPU
+# machines keep one, whatever its version) is taken as it is; with none, the normal resolver
+# picks torch (set PIP_INDEX_URL / TORCH_INDEX_URL for the CPU-only index, see README).
+# Installing it first matters: asked for through the package's range, pip would fetch the
+# index's newest torch, with several GB of CUDA packages.
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints-cpu.txt -e '.[book,test]'
+	$(BIN)/python -c 'import torch' 2>/dev/null \
+	  || $(BIN)/python -m pip install -q --no-index --no-deps torch \
+	  || $(BIN)/python -m pip install -q torch $${TORCH_INDEX_URL:+--index-url $$TORCH_INDEX_URL}
+	$(BIN)/python -m pip install -q -e '.[book,test]'
+	$(BIN)/python -c 'import torch; print("torch", torch.__version__, "| CUDA build:", torch.version.cuda)'
 	touch $(STAMP)
 
 book: $(STAMP)

@@ -11,7 +11,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from torchvision.utils import draw_segmentation_masks
 
 
 def palette(n: int, seed: int = 3) -> list:
@@ -39,9 +38,12 @@ def overlay(image: torch.Tensor, labels, alpha: float = 0.55) -> np.ndarray:
     ids = [int(i) for i in torch.unique(lab) if i > 0]
     if not ids:
         return img8.permute(1, 2, 0).numpy()
-    masks = lab.unsqueeze(0).cpu() == torch.tensor(ids).view(-1, 1, 1)
-    drawn = draw_segmentation_masks(img8, masks, alpha=alpha, colors=palette(len(ids)))
-    return drawn.permute(1, 2, 0).numpy()
+    out = img8.permute(1, 2, 0).numpy().astype(np.float32)
+    lab = lab.cpu().numpy()
+    for colour, i in zip(palette(len(ids)), ids):
+        m = lab == i
+        out[m] = (1 - alpha) * out[m] + alpha * np.asarray(colour, np.float32)
+    return out.round().astype(np.uint8)
 
 
 def save_overlay(image, labels, path: str | Path) -> Path:

@@ -1,9 +1,8 @@
 import pytest
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
 from ris_lite import RotateFlip, collate_instances, labels_to_masks, make_rosette, masks_to_labels
+from ris_lite.augment import rotate
 
 
 def test_rotation_moves_image_and_masks_together():
@@ -15,10 +14,9 @@ def test_rotation_moves_image_and_masks_together():
     gen = torch.Generator().manual_seed(1)
     angle = float(torch.rand((), generator=gen)) * 360.0
     flip = float(torch.rand((), generator=gen)) < 0.5
-    rot_lab = F.rotate(tv_tensors.Mask(lab.unsqueeze(0)), angle, fill=0)
+    rot_lab = rotate(lab.unsqueeze(0), angle, "nearest", fill=0)[0]
     if flip:
-        rot_lab = F.horizontal_flip(rot_lab)
-    rot_lab = rot_lab.as_subclass(torch.Tensor)[0]
+        rot_lab = rot_lab.flip(-1)
     kept = [i for i in range(1, int(lab.max()) + 1) if (rot_lab == i).any()]
     assert out_masks.shape[0] == len(kept)
     for k, i in enumerate(kept):
@@ -64,3 +62,34 @@ def test_collate_errors():
     with pytest.raises(ValueError, match="one shape"):
         collate_instances([(torch.rand(3, 8, 8), torch.zeros(0, 8, 8, dtype=torch.bool)),
                            (torch.rand(3, 9, 8), torch.zeros(0, 9, 8, dtype=torch.bool))])
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_quarter_turns_equal_rot90(k):
+    x = torch.arange(2 * 6 * 6).view(2, 6, 6)
+    assert torch.equal(rotate(x, 90.0 * k, "nearest"), torch.rot90(x, k, (1, 2)))
+
+
+def test_zero_angle_is_identity_and_dtype_kept():
+    x = torch.rand(3, 7, 9)
+    assert torch.allclose(rotate(x, 0.0), x, atol=1e-6)
+    m = torch.rand(2, 7, 9) > 0.5
+    out = rotate(m, 0.0, "nearest")
+    assert out.dtype == torch.bool and torch.equal(out, m)
+
+
+def test_corners_take_the_fill_and_nearest_never_blends():
+    lab = torch.randint(0, 5, (1, 20, 30))
+    out = rotate(lab, 37.0, "nearest", fill=0)
+    assert set(out.unique().tolist()) <= set(lab.unique().tolist()) | {0}
+    img = torch.zeros(3, 20, 30)
+    out = rotate(img, 45.0, "bilinear", fill=[0.2, 0.4, 0.6])
+    assert torch.allclose(out[:, 0, 0], torch.tensor([0.2, 0.4, 0.6]))
+
+
+def test_rotate_errors():
+    with pytest.raises(ValueError, match=r"\(C,H,W\)"):
+        rotate(torch.zeros(4, 4), 10.0)
+    with pytest.raises(ValueError, match="mode"):
+        rotate(torch.zeros(1, 4, 4), 10.0, "cubic")
+    with pytest.raises(ValueError, match="fill"):
+        rotate(torch.zeros(3, 4, 4), 10.0, fill=[0.0, 1.0])
