@@ -83,14 +83,28 @@ def cmd_train(a) -> int:
                 raise CLIError("--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage)") from None
         if a.channels < 1:
             raise CLIError(f"--channels must be a positive integer, got {a.channels}")
+        if a.fcn_stride < 1:
+            raise CLIError(f"--fcn-stride must be >= 1, got {a.fcn_stride}")
         try:
             dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
-            model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels, coords=a.coords)
+            model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels, coords=a.coords,
+                              canvas=a.canvas or a.canvas_memory, canvas_memory=a.canvas_memory,
+                              fcn_stride=a.fcn_stride)
             FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
         except ValueError:
             raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
+        if (a.canvas or a.canvas_memory) and (a.feedback or a.coords):
+            raise CLIError("--canvas does not combine with --feedback or --coords")
+        if a.schedule == "cosine" and a.max_steps is None:
+            raise CLIError("--schedule cosine needs --max-steps (the cosine spans the whole run)")
+        if not 0 <= a.sampling_final <= 1 or not 0 <= a.sampling_start < 1:
+            raise CLIError("--sampling-final must be in [0, 1] and --sampling-start in [0, 1)")
         model = model.to_dict()
-        cfg = TrainConfig(model=model, lr=a.lr, batch_size=a.batch_size, seed=a.seed, curriculum=curriculum,
+        schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps,
+                    "sampling_final": a.sampling_final, "sampling_start": a.sampling_start}
+        if a.max_steps is not None:
+            schedule["max_steps"] = a.max_steps
+        cfg = TrainConfig(**schedule, model=model, lr=a.lr, batch_size=a.batch_size, seed=a.seed, curriculum=curriculum,
                           eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
                           train_images=a.train_images, val_images=a.val_images, patience=a.patience,
                           cpu_bf16=a.cpu_bf16)
@@ -197,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add each pixel's (y, x) as two input channels (CoordConv; ours, not in the paper)")
     t.add_argument("--fcn-dilations", default="1,1,1,1",
                    help="dilations of the FCN's four 3x3 convolutions ('1,2,4,8' widens its view; ours)")
+    t.add_argument("--canvas", action="store_true",
+                   help="ours: canvas input, one teacher-forced step per sample (book chapter 9)")
+    t.add_argument("--canvas-memory", action="store_true",
+                   help="ours: canvas input AND the ConvLSTM memory; whole sequences, teacher-forced canvas")
+    t.add_argument("--fcn-stride", type=int, default=2, help="FCN (and mask grid) stride (default 2)")
+    t.add_argument("--schedule", default="plateau", choices=["plateau", "cosine"],
+                   help="lr schedule: the paper's plateau cuts, or ours: cosine over --max-steps")
+    t.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up (cosine schedule)")
+    t.add_argument("--sampling-final", type=float, default=0.0,
+                   help="canvas models: final chance of training on the model's own canvas")
+    t.add_argument("--sampling-start", type=float, default=0.3,
+                   help="canvas models: fraction of --max-steps where scheduled sampling starts")
     t.add_argument("--channels", type=int, default=30, help="width d of the FCN and ConvLSTM (default 30)")
     t.add_argument("--snapshot-minutes", type=float, default=None,
                    help="also keep OUT/snapshots/min_MMMM.mm.pt every this many training minutes (for learning curves)")

@@ -166,6 +166,23 @@ class ConvLSTM(nn.Module):
             inp = state[0]
         return new
 
+    def step_from_zero(self, x: torch.Tensor) -> List[State]:
+        """:meth:`step` from the zero state, as a canvas model runs every step.
+
+        With ``h = 0`` the recurrent half of each gate convolution is zero, so fused cells skip
+        it: the same result as ``step(x, init_states(x))`` for half the arithmetic.
+        """
+        new, inp = [], x
+        for cell in self.cells:
+            if isinstance(cell, ConvLSTMCell):
+                zero = inp.new_zeros(inp.shape[0], cell.hidden_channels, *inp.shape[2:])
+                state = cell._update(cell.project_input(inp), zero)
+            else:
+                state = cell(inp, None)
+            new.append(state)
+            inp = state[0]
+        return new
+
     def forward(self, x: torch.Tensor, steps: int, return_all: bool = False):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")

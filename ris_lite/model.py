@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .convlstm import ConvLSTM, ConvLSTMCell
@@ -42,6 +43,18 @@ class RISConfig:
     #: ours, not the paper's: two extra input channels holding each pixel's (y, x) position in
     #: [0, 1] (CoordConv), a cue for telling look-alike leaves apart and for a spatial order
     coords: bool = False
+    #: ours, not the paper's (after Ren & Zemel, CVPR 2017): a canvas -- the union of the masks
+    #: already emitted -- is a fourth input channel, and each step starts from a fresh ConvLSTM
+    #: state: the canvas, not the memory, says which leaves are done. Trained one step at a time
+    #: with the canvas built from ground truth (``ris_lite.canvas``); chapter ``book/09_beyond``.
+    canvas: bool = False
+    #: canvas models: ConvLSTM iterations per emitted mask (from a fresh state each time);
+    #: more iterations let the state spread over a whole leaf before the mask is read out
+    canvas_iterations: int = 1
+    #: canvas models: keep the ConvLSTM state from step to step (RIS's memory plus the canvas)
+    #: instead of starting each step afresh; trained by unrolling whole sequences, the canvas
+    #: teacher-forced step by step (``ris_lite.canvas.sequence_canvas_loss``)
+    canvas_memory: bool = False
     extra: dict = field(default_factory=dict)  # free-form notes kept in checkpoints; unused by the model
 
     def to_dict(self) -> dict:
@@ -73,9 +86,15 @@ class RIS(nn.Module):
         if overrides:
             config = RISConfig(**{**asdict(config), **overrides})
         self.config = c = config
-        fcn_inputs = c.in_channels + (2 if c.coords else 0)
+        if c.canvas and (c.feedback or c.coords):
+            raise ValueError("canvas=True does not combine with feedback or coords")
+        fcn_inputs = c.in_channels + (2 if c.coords else 0) + (1 if c.canvas else 0)
+        if c.canvas_memory and not c.canvas:
+            raise ValueError("canvas_memory=True needs canvas=True")
+        if c.canvas_iterations < 1 or (c.canvas_iterations > 1 and not c.canvas):
+            raise ValueError(f"canvas_iterations must be >= 1 and needs canvas=True, got {c.canvas_iterations}")
         self.fcn = FCN(fcn_inputs, c.channels, stride=c.fcn_stride, variant=c.fcn_variant,
-                       dilations=c.fcn_dilations)
+                       n_convs=len(c.fcn_dilations), dilations=c.fcn_dilations)
         self.lstm = ConvLSTM(c.channels, c.channels, c.lstm_layers, c.lstm_kernel, c.gate_bias)
         self.feedback = None
         if c.feedback:  # (previous mask, union so far) -> extra gate pre-activations of layer 0
@@ -106,6 +125,8 @@ class RIS(nn.Module):
         ``c_layers`` ((B,T,layers,d,h',w')). ``score_logits`` returns scores before
         the sigmoid (for a numerically stable loss)."""
         self._check(images)
+        if self.config.canvas:
+            return self._forward_canvas(images, steps, return_stages, score_logits)
         features = self.fcn(with_coordinates(images) if self.config.coords else images)
         out_size = images.shape[2:] if self.config.upsample else None
         cell0 = self.lstm.cells[0]  # fused cells: the fixed input's gate half is done once
@@ -139,6 +160,60 @@ class RIS(nn.Module):
         stages.update(features=features, h=torch.stack(hs, 1),
                       h_layers=torch.stack([torch.stack([h for h, _ in st], 1) for st in history], 1),
                       c_layers=torch.stack([torch.stack([c for _, c in st], 1) for st in history], 1))
+        return masks, scores, stages
+
+    def canvas_step(self, images: torch.Tensor, canvas: torch.Tensor, score_logits: bool = False,
+                    return_stages: bool = False, states=None):
+        """One step of a canvas model: ``images (B,3,H,W)``, ``canvas (B,1,H,W)`` in [0, 1] (what
+        is already segmented) -> ``(mask (B,h,w), score (B,))``. The ConvLSTM starts from
+        ``states`` (every layer's ``(h, c)``, as in ``stages["states"]`` of the previous step)
+        or, when None, from zero; ``return_stages`` adds a dict with the new ``states``."""
+        if not self.config.canvas:
+            raise ValueError("canvas_step needs a model built with canvas=True")
+        if canvas.ndim != 4 or canvas.shape[1] != 1 or canvas.shape[2:] != images.shape[2:]:
+            raise ValueError(f"canvas must be (B,1,H,W)=({images.shape[0]},1,{images.shape[2]},"
+                             f"{images.shape[3]}), got {tuple(canvas.shape)}")
+        features = self.fcn(torch.cat([images, canvas.to(images.dtype)], 1))
+        states = self.lstm.step_from_zero(features) if states is None else self.lstm.step(features, states)
+        if self.config.canvas_iterations > 1:
+            first_proj = self.lstm.cells[0].project_input(features)
+            for _ in range(self.config.canvas_iterations - 1):
+                states = self.lstm.step(features, states, first_proj)
+        h = states[-1][0]
+        out_size = images.shape[2:] if self.config.upsample else None
+        mask, st = self.inhibition(h, out_size, return_stages=True)
+        score = self.confidence(h, logits=score_logits)
+        if return_stages:
+            st.update(features=features, h=h, states=states)
+            return mask, score, st
+        return mask, score
+
+    def _forward_canvas(self, images, steps, return_stages, score_logits):
+        """Unroll a canvas model on its own masks: after each step the pixels its mask claims
+        (> 0.5, the rule of ``predict``) join the canvas. No gradient flows through the canvas."""
+        B, _, H, W = images.shape
+        canvas = images.new_zeros(B, 1, H, W)
+        masks, scores, per_step = [], [], []
+        states = None
+        for _ in range(steps):
+            m, s, st = self.canvas_step(images, canvas, score_logits, return_stages=True, states=states)
+            if self.config.canvas_memory:
+                states = st["states"]
+            full = m if m.shape[-2:] == (H, W) else F.interpolate(
+                m.unsqueeze(1), size=(H, W), mode="bilinear", align_corners=False).squeeze(1)
+            canvas = torch.maximum(canvas, (full.detach() > 0.5).to(canvas.dtype).unsqueeze(1))
+            masks.append(m)
+            scores.append(s)
+            if return_stages:
+                per_step.append(st)
+        masks, scores = torch.stack(masks, 1), torch.stack(scores, 1)
+        if not return_stages:
+            return masks, scores
+        stack = lambda key: torch.stack([st[key] for st in per_step], 1)  # noqa: E731
+        stages = {"conv": stack("conv"), "log_softmax_b": stack("log_softmax_b"),
+                  "features": per_step[0]["features"] if per_step else None, "h": stack("h"),
+                  "h_layers": torch.stack([torch.stack([h for h, _ in st["states"]], 1) for st in per_step], 1),
+                  "c_layers": torch.stack([torch.stack([c for _, c in st["states"]], 1) for st in per_step], 1)}
         return masks, scores, stages
 
     @torch.no_grad()

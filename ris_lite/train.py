@@ -11,6 +11,12 @@ trained wherever ``n + 2 <= L``). The rule that moves on is logged and checked i
   ``patience`` evaluations, or, below the last stage, after ``stage_max_steps`` steps;
 * converged below the last stage -> next stage; converged at the last stage -> lr x 0.1
   (``ReduceLROnPlateau`` semantics, the paper's schedule).
+
+Ours, off by default: ``schedule="cosine"`` replaces the plateau cuts by a cosine from ``lr``
+to ``min_lr`` over ``max_steps`` (after ``warmup_steps`` of linear warm-up), so the decay spans
+the whole run; and a canvas model (``RISConfig(canvas=True)``) trains one teacher-forced step
+per sample on the last curriculum stage's plants (``ris_lite.canvas``), with scheduled
+sampling rising to ``sampling_final``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from .augment import RotateFlip, collate_instances
+from .canvas import canvas_loss, sampling_probability, sequence_canvas_loss
 from .loss import ris_loss
 from .model import RIS, RISConfig
 from .rosette import SPLITS, RosetteDataset
@@ -75,6 +82,29 @@ class TrainConfig:
     #: slower where it has not, hence opt-in
     cpu_bf16: bool = False
     log_every: int = 10
+    #: "plateau" (the paper: lr x lr_factor on a validation plateau) or "cosine" (ours: from lr
+    #: to min_lr over max_steps, so set max_steps to the run's length)
+    schedule: str = "plateau"
+    warmup_steps: int = 0
+    #: canvas models only: final chance of training on the model's own canvas, and the
+    #: fraction of max_steps where the ramp from 0 starts (scheduled sampling)
+    sampling_final: float = 0.0
+    sampling_start: float = 0.3
+
+    def __post_init__(self):
+        if self.schedule not in ("plateau", "cosine"):
+            raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
+        if self.schedule == "cosine" and self.max_steps >= 1_000_000:
+            raise ValueError("schedule='cosine' needs max_steps set to the run's length")
+        sampling_probability(0, 1, self.sampling_final, self.sampling_start)  # validates both
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for optimiser step ``step`` (0-based) under the cosine schedule."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(self.max_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +114,11 @@ class Trainer:
     """Owns the model, optimiser, curriculum state and RNG; ``run()`` trains, ``save()`` /
     ``Trainer.resume()`` make it exactly resumable."""
 
+    def clock(self) -> float:
+        """What ``budget_minutes`` and ``elapsed`` count: wall-clock seconds. Benchmarks that run
+        arms side by side set ``trainer.clock = time.process_time`` (the process's CPU seconds)."""
+        return time.time()
+
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, device: Optional[str] = None):
         self.config = c = config
         self.out = Path(out_dir)
@@ -92,9 +127,13 @@ class Trainer:
         self.model = RIS(RISConfig.from_dict(c.model)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
         self.gen = torch.Generator().manual_seed(c.seed)
+        self.canvas = self.model.config.canvas
         self.step = 0
         self.images_seen = 0
-        self.stage = 0
+        # one step per sample needs no growing sequence length: single-step canvas models start
+        # at the last stage; canvas models with memory unroll sequences and follow the curriculum
+        single_step = self.canvas and not self.model.config.canvas_memory
+        self.stage = len(c.curriculum) - 1 if single_step else 0
         self.stage_step = 0
         self.best_val = math.inf
         self.bad_evals = 0
@@ -126,12 +165,27 @@ class Trainer:
         return torch.clamp(counts + 2, max=L)
 
     # ----- one step ---------------------------------------------------------------------------
-    def _loss(self, images, targets, counts, return_parts=False):
-        lengths = self.lengths(counts)
-        T = int(lengths.max())
+    def sampling_probability(self) -> float:
+        """Scheduled sampling's chance of the model's own canvas at the current step."""
+        c = self.config
+        return sampling_probability(self.step, c.max_steps, c.sampling_final, c.sampling_start)
+
+    def _loss(self, images, targets, counts, return_parts=False, generator=None):
         images, targets = images.to(self.device), targets.to(self.device)
         c = self.config
         amp = (c.amp and self.device.type == "cuda") or (c.cpu_bf16 and self.device.type == "cpu")
+        if self.canvas:
+            gen = self.gen if generator is None else generator
+            own = None
+            if self.model.training and c.sampling_final > 0:
+                own = torch.rand(images.shape[0], generator=gen) < self.sampling_probability()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                if self.model.config.canvas_memory:
+                    return sequence_canvas_loss(self.model, images, targets, counts, self.lengths(counts),
+                                                own, c.lam, return_parts)
+                return canvas_loss(self.model, images, targets, counts, own, c.lam, gen, return_parts)
+        lengths = self.lengths(counts)
+        T = int(lengths.max())
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             masks, logits = self.model(images, T, score_logits=True)
         return ris_loss(masks.float(), logits.float(), targets, counts, self.config.lam, lengths=lengths,
@@ -144,6 +198,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients(self.model, self.config.clip)
+        if self.config.schedule == "cosine":
+            for g in self.optimizer.param_groups:
+                g["lr"] = self.config.lr_at(self.step)
         self.optimizer.step()
         self.step += 1
         self.stage_step += 1
@@ -156,9 +213,10 @@ class Trainer:
         ds = self._dataset("val", self.stage)
         images, targets, counts = collate_instances([ds[i] for i in range(len(ds))])
         total, chunk = 0.0, max(self.config.batch_size, 16)  # no gradients: bigger batches are free
+        gen = torch.Generator().manual_seed(self.config.seed + 1)  # the same done-sets every time
         for s in range(0, len(ds), chunk):
             sl = slice(s, s + chunk)
-            total += float(self._loss(images[sl], targets[sl], counts[sl])) * images[sl].shape[0]
+            total += float(self._loss(images[sl], targets[sl], counts[sl], generator=gen)) * images[sl].shape[0]
         return total / len(ds)
 
     def after_validation(self, val: float) -> Optional[str]:
@@ -178,6 +236,8 @@ class Trainer:
         if not last:
             self.stage += 1
             event = f"advance to stage {self.stage} {tuple(c.curriculum[self.stage])}"
+        elif c.schedule == "cosine":  # the cosine owns the lr: a plateau only resets the count
+            pass
         else:
             before = self.optimizer.param_groups[0]["lr"]
             for g in self.optimizer.param_groups:
@@ -212,12 +272,12 @@ class Trainer:
         if new_log:
             writer.writerow(["step", "images", "stage", "length", "loss", "iou", "val_loss", "lr", "images_per_s", "minutes"])
         bar = tqdm(total=max_steps, initial=self.step, disable=not progress, desc="train", dynamic_ncols=True)
-        t0, imgs0, last = time.time(), self.images_seen, time.time()
+        t0, imgs0, last = self.clock(), self.images_seen, time.time()
         start_elapsed = self.elapsed
         try:
             while self.step < max_steps and self.elapsed < budget:
                 stats = self.train_step()
-                self.elapsed = start_elapsed + time.time() - t0
+                self.elapsed = start_elapsed + self.clock() - t0
                 val = ""
                 if self.step % self.config.eval_every == 0:
                     v = self.validate()
@@ -226,7 +286,7 @@ class Trainer:
                     if event:
                         bar.write(f"step {self.step}: {event} (val loss {v:.3f})")
                 if self.step % self.config.log_every == 0 or val:
-                    ips = (self.images_seen - imgs0) / max(time.time() - t0, 1e-9)
+                    ips = (self.images_seen - imgs0) / max(self.clock() - t0, 1e-9)
                     L = self.config.curriculum[self.stage][0]
                     lr = self.optimizer.param_groups[0]["lr"]
                     writer.writerow([self.step, self.images_seen, self.stage, L, f"{stats['loss']:.4f}",

@@ -44,6 +44,10 @@ def test_predict_writes_official_pngs_and_overlays(tiny_run, tmp_path, capsys):
     (["train", "--fcn-dilations", "1,2", "--out", "/tmp/ris_cli_bad"], "--fcn-dilations"),
     (["train", "--channels", "0", "--out", "/tmp/ris_cli_bad"], "--channels must be a positive integer"),
     (["train", "--snapshot-minutes", "0", "--out", "/tmp/ris_cli_bad"], "--snapshot-minutes must be > 0"),
+    (["train", "--schedule", "cosine", "--out", "/tmp/ris_cli_bad"], "--schedule cosine needs --max-steps"),
+    (["train", "--canvas", "--feedback", "--out", "/tmp/ris_cli_bad"], "does not combine"),
+    (["train", "--canvas", "--sampling-final", "2", "--out", "/tmp/ris_cli_bad"], "--sampling-final"),
+    (["train", "--fcn-stride", "0", "--out", "/tmp/ris_cli_bad"], "--fcn-stride must be >= 1"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
@@ -61,6 +65,19 @@ def test_train_options_reach_the_checkpoint(tmp_path, capsys):
     assert cfg["model"]["fcn_dilations"] == [1, 2, 4, 8] and cfg["model"]["feedback"] is True
     assert cfg["model"]["channels"] == 12 and cfg["model"]["coords"] is True
     assert (cfg["cpu_bf16"], cfg["val_images"], cfg["patience"]) == (True, 4, 5)
+
+
+def test_canvas_options_reach_the_checkpoint(tmp_path, capsys):
+    from ris_lite.train import load_checkpoint, model_from_checkpoint
+
+    assert main(["train", "--out", str(tmp_path), "--max-steps", "2", "--quiet", "--train-images", "2",
+                 "--curriculum", "2,1,3", "--canvas-memory", "--schedule", "cosine", "--warmup-steps", "1",
+                 "--sampling-final", "0.5", "--sampling-start", "0.2", "--val-images", "2"]) == 0
+    cfg = load_checkpoint(tmp_path / "last.pt")["config"]
+    assert cfg["model"]["canvas"] is True and cfg["model"]["canvas_memory"] is True
+    assert (cfg["schedule"], cfg["max_steps"], cfg["warmup_steps"]) == ("cosine", 2, 1)
+    assert (cfg["sampling_final"], cfg["sampling_start"]) == (0.5, 0.2)
+    assert model_from_checkpoint(tmp_path / "last.pt").config.canvas_memory
 
 
 def test_existing_run_needs_resume(tiny_run, capsys):
