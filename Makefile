@@ -1,12 +1,13 @@
 # Two commands do all set-up on a fresh machine:
 #   make book   - build the HTML book offline into _build/html (the main job)
-#   make test   - ruff, unit tests, notebook outputs (nbval) and jupytext pair checks
+#   make test   - ruff, the book built with warnings as errors, unit tests (the built pages in
+#                 a headless browser among them), notebook outputs (nbval), jupytext pair checks
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: book test notebooks bench clean
+.PHONY: book test browser notebooks bench clean
 
 # torch first: a torch wheel that pip's find-links holds on local disk (this project's CPU
 # machines keep one, whatever its version) is taken as it is; with none, the normal resolver
@@ -26,10 +27,17 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check ris_lite tests benchmarks book
+	$(BIN)/jupyter-book build . -W --keep-going
 	$(BIN)/pytest tests
 	$(BIN)/pytest --nbval book/
+
+# Debian's chromium and chromedriver for tests/test_browser.py (root, as on our machines).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	  || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || { echo "make browser: could not install Debian's chromium and chromium-driver (needs root and apt)" >&2; exit 1; }
 
 # Re-make every .ipynb from its .py pair and execute it (after editing a chapter).
 notebooks: $(STAMP)

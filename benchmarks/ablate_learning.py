@@ -12,11 +12,12 @@ are one step each --, bf16 autocast on the CPU, seed 0):
 * ``canvas+cosine+ss+stride1``  ... plus the finer grid
 * ``memory``         canvas input AND RIS's memory: whole sequences with the curriculum, the
                      canvas teacher-forced step by step (``canvas_memory=True``; ours)
-* ``memory+cosine+ss``          ... with the cosine schedule and scheduled sampling
+* ``memory+ss``      ... plus scheduled sampling (own canvas, chance rising to 0.5): the
+                     recipe of the shipped ``rosettes_canvas``
 
 Each arm runs in its own process on ONE thread for ``--minutes`` of that process's CPU time
 (``time.process_time``, so other load on the machine does not shift the comparison), two arms
-at a time. A cosine arm sizes its cosine to the budget: from the steps its plateau sibling
+at a time. A cosine or scheduled-sampling arm sizes its schedule to the budget: from the steps its sibling
 (the family's first word: ``paper``, ``canvas``, ``memory``) made in an earlier round, when
 there is one (a curriculum run speeds up and slows down with its sequence length), else from
 30 CPU-seconds of its own speed. Each trained arm is then scored on the same 100 test plants (SBD, |DiC|).
@@ -56,8 +57,7 @@ ARMS = {
     "canvas+cosine+ss+stride1": ({"canvas": True, "fcn_stride": 1},
                                  dict(CANVAS, schedule="cosine", sampling_final=0.5)),
     "memory": ({"canvas": True, "canvas_memory": True}, dict(PAPER)),
-    "memory+cosine+ss": ({"canvas": True, "canvas_memory": True},
-                         dict(PAPER, schedule="cosine", sampling_final=0.5)),
+    "memory+ss": ({"canvas": True, "canvas_memory": True}, dict(PAPER, sampling_final=0.5)),
 }
 CALIBRATION_SECONDS = 30.0
 
@@ -85,7 +85,7 @@ def run_arm(name: str, out: str, minutes: float) -> None:
     torch.set_num_threads(1)
     out = Path(out) / name.replace("+", "_")
     max_steps = 1_000_000
-    if "cosine" in name:
+    if "cosine" in name or "ss" in name.split("+"):  # both are sized to the run
         sibling = out.parent / name.split("+")[0] / "result.json"
         if sibling.exists() and json.loads(sibling.read_text())["cpu_minutes"] >= minutes * 0.99:
             max_steps = json.loads(sibling.read_text())["steps"]

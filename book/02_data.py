@@ -330,3 +330,5 @@ print("label PNG mode:", Image.open(folder / "plant014_label.png").mode)
 # `masks_to_labels` (module `ris_lite.rosette`); `RotateFlip`, `collate_instances`
 # (`ris_lite.augment`); `CVPPP`, `read_label_png`, `write_label_png` (`ris_lite.cvppp`);
 # `viz.overlay`, `viz.label_rgb` (`ris_lite.viz`).
+#
+# Their docstrings, with tensor shapes, are in the [API reference](api).

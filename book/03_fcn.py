@@ -226,3 +226,5 @@ plt.show()
 # `FCN` (with `output_size`, `receptive_field`, `downsample`) and `bilinear_kernel`
 # (module `ris_lite.fcn`); `with_coordinates` (`ris_lite.model`); `pick_device` (`ris_lite.train`); `load_pretrained`
 # (`ris_lite.pretrained`).
+#
+# Their docstrings, with tensor shapes, are in the [API reference](api).

@@ -93,8 +93,9 @@ class ConvLSTMEq1(nn.Module):
 #
 # The eight filters can be stacked: a convolution over the concatenation $[\boldsymbol{x}_t, \boldsymbol{h}_{t-1}]$
 # with $4d$ output channels computes all four gate pre-activations at once, then we split
-# them in the order $(i, f, o, g)$. One large convolution is much faster than eight small
-# ones. This is `ris_lite.ConvLSTMCell`. We copy our literal cell's weights into it and
+# them in the order $(i, f, o, g)$. One call instead of eight means fewer passes over the
+# input and less per-call overhead; how much that saves depends on the hardware (see the
+# timing below). This is `ris_lite.ConvLSTMCell`. We copy our literal cell's weights into it and
 # compare outputs **and** gradients:
 
 # %%
@@ -126,8 +127,11 @@ assert torch.allclose(literal.w_xi.weight.grad, gw[:ch, :cin], rtol=1e-4, atol=1
 # `ris_lite.ConvLSTMCellEq1` is the same literal cell inside the package, with
 # `load_from_fused` to copy weights across; the unit tests prove the equality for it too.
 #
-# **How much faster?** A quick timing on this machine (the benchmark in `benchmarks/`
-# measures whole training steps):
+# **Is it faster?** A quick timing on the machine that runs this page (the benchmark in
+# `benchmarks/` measures whole training steps). On a 2-core CPU the two forms took the same
+# time, 7.9 ms each: there the arithmetic dominates and both do the same amount. On a GPU the
+# one large convolution wins, because eight small kernel launches leave it idle. The speed-up
+# that matters on a CPU is the next one: computing the input half of the gates once.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -228,3 +232,5 @@ plt.show()
 #
 # `ConvLSTMCell` (`forward`, `project_input`, `step`, `gates`, `init_state`),
 # `ConvLSTMCellEq1` (`load_from_fused`) and `ConvLSTM` (module `ris_lite.convlstm`).
+#
+# Their docstrings, with tensor shapes, are in the [API reference](api).

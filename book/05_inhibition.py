@@ -164,9 +164,13 @@ def short_run(bias_init, steps=30):
 
 b_size = ris_lite.inhibition_bias_init(0.0235 * 53 * 50)
 curves = {"b0 = 1": short_run(1.0), f"b0 = ln A = {b_size:.1f}": short_run(b_size)}
-for name, c in curves.items():
-    print(f"{name:16s} matched soft IoU: start {c[0]:.3f}, after 30 steps {c[-1]:.3f}")
+# The exact values depend on the processor's floating-point paths; the property does not.
+small_b, sized_b = curves.values()
+assert small_b[-1] < 0.01 and sized_b[-1] > 10 * max(sized_b[0], 0.01)
+print("b0 = 1: the matched soft IoU is still below 0.01 after 30 steps:", small_b[-1] < 0.01)
+print(f"b0 = ln A = {b_size:.1f}: it grew more than tenfold in 30 steps:", sized_b[-1] > 10 * max(sized_b[0], 0.01))
 plt.figure(figsize=(5, 3))
+plt.title("after 30 steps: " + ", ".join(f"{k}: {c[-1]:.3f}" for k, c in curves.items()), fontsize=8)
 for name, c in curves.items():
     plt.plot(c, label=name)
 plt.xlabel("Adam step")
@@ -254,3 +258,5 @@ plt.show()
 # `SpatialInhibition`, `ConfidenceHead`, `inhibition_bias_init` (module
 # `ris_lite.inhibition`); `RIS`, `RISConfig` (`ris_lite.model`); `viz.sequence_strip`
 # (`ris_lite.viz`).
+#
+# Their docstrings, with tensor shapes, are in the [API reference](api).

@@ -213,16 +213,49 @@ print("mask gradients equal:", torch.allclose(masks.grad, algo_masks, atol=1e-7)
 print("score gradients equal:", torch.allclose(scores.grad[0], algo_scores, atol=1e-5))
 
 # %% [markdown]
-# ## 7. Measured: matched loss versus a fixed order
+# ## 7. Why the matching matters: a fixed order punishes correct answers
 #
 # The control, `ris_lite.fixed_order_loss`, sorts the instances by area (largest first) and
 # compares step $t$ with instance $t$, a reasonable-looking order that a network could in
-# principle learn. Same model, same data (2–4 leaves, 3 steps), same seed, same number of
-# Adam steps; we score both by the *matched* soft IoU, the quantity we care about.
+# principle learn. First the point in its purest form: give both losses the **perfect**
+# segmentation of a plant, emitted in some other order than by area.
 
 # %%
 from ris_lite.loss import fixed_order_loss, pairwise_soft_iou
 
+img, lab = ris_lite.make_rosette(3, n_leaves=(4, 4))
+truth = ris_lite.labels_to_masks(lab)  # (4, H, W), in the generator's order
+n = truth.shape[0]
+areas = truth.flatten(1).sum(1)
+by_area = torch.argsort(areas, descending=True)
+orders = {"by area (the control's order)": by_area, "reversed": by_area.flip(0),
+          "the generator's": torch.arange(n)}
+counts = torch.tensor([n])
+rows = []
+for name, order in orders.items():
+    masks = truth[order].float().unsqueeze(0)  # perfect masks, emitted in this order
+    scores = torch.ones(1, n).clamp(max=1 - 1e-6)
+    rows.append((name, float(ris_lite.ris_loss(masks, scores, truth[None], counts)),
+                 float(fixed_order_loss(masks, scores, truth[None], counts))))
+for name, hung, fixed in rows:
+    print(f"{name:30s} eq. (5) {hung:6.2f} | fixed order {fixed:6.2f}")
+assert all(abs(r[1] - rows[0][1]) < 1e-4 for r in rows)  # eq. (5): every order is perfect
+assert rows[1][2] > rows[0][2] + 1.0  # fixed order: the same answer, reordered, costs > 1 IoU
+
+# %% [markdown]
+# Eq. (5) gives the same (best possible, $-n$) value to every order; the fixed order gives the
+# reversed segmentation a loss more than one whole IoU worse, although every leaf is perfect.
+# Its gradient would push a network to *change correct masks* merely to match a ranking it
+# cannot see reliably: two leaves of almost the same area swap ranks under a small change of
+# the image.
+#
+# The same effect in training. Same model, same data (2–4 leaves, 3 steps), same seed, same
+# number of Adam steps; we score both by the *matched* soft IoU, the quantity we care about.
+# Sixty steps on a CPU are a short run, and the exact numbers depend on the processor's
+# floating-point paths (two CPUs gave 0.179 / 0.172 and 0.197 / 0.170), so the cell checks the
+# property with a margin and the figure's title carries this run's numbers.
+
+# %%
 data = ris_lite.RosetteDataset("train", length=64, n_leaves=(2, 4), count_sampling="uniform",
                                transform=ris_lite.RotateFlip(generator=torch.Generator().manual_seed(0)))
 
@@ -252,9 +285,12 @@ def experiment(loss_name, steps=60, batch=4):
 
 
 curves = {name: experiment(name) for name in ["hungarian", "fixed order"]}
-for name, c in curves.items():
-    print(f"{name:12s}: best-match soft IoU over the last 10 steps {np.mean(c[-10:]):.3f}")
+last = {name: float(np.mean(c[-20:])) for name, c in curves.items()}
+assert last["hungarian"] > last["fixed order"] - 0.02, last
+print("eq. (5) at least level with the fixed order after 60 steps (margin 0.02):",
+      last["hungarian"] > last["fixed order"] - 0.02)
 plt.figure(figsize=(5, 3))
+plt.title("last 20 steps: " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()), fontsize=8)
 for name, c in curves.items():
     plt.plot(np.convolve(c, np.ones(5) / 5, mode="valid"), label=name)
 plt.xlabel("Adam step")
@@ -262,6 +298,12 @@ plt.ylabel("soft IoU (5-step mean)")
 plt.legend()
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# Over sixty steps the two runs stay close: at the start a network learns to find leaves at
+# all, and both losses reward that. The table above says what changes once masks become good:
+# the fixed order keeps asking for *reordering*, while eq. (5) is already satisfied. Exercise 5
+# runs the comparison long enough to measure whether, and when, the gap opens.
 
 # %% [markdown]
 # ## Exercises
@@ -276,8 +318,12 @@ plt.show()
 #    `hypothesis` (see `tests/test_loss.py`).
 # 4. What happens to eq. (5) if the same prediction is allowed to match two instances? Build a
 #    case where that "loss" is lower for a worse segmentation.
+# 5. Run `experiment` for 600 steps with both losses (a few CPU minutes). When does the gap
+#    open, and how large is it at the end?
 #
 # ## What this chapter built in `ris_lite`
 #
 # `soft_iou`, `pairwise_soft_iou`, `match`, `ris_loss`, `fixed_order_loss` and
 # `loss.soft_iou_grad`, `loss.per_image_loss` (module `ris_lite.loss`).
+#
+# Their docstrings, with tensor shapes, are in the [API reference](api).

@@ -4,7 +4,7 @@ Every module names the book chapter that explains it. The public names below are
 stable interface (see the book's introduction for the map).
 """
 
-from . import metrics
+from . import canvas, metrics
 from .augment import RotateFlip, collate_instances
 from .baseline import WatershedParams, tune_baseline, watershed_leaves
 from .convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMCellEq1
@@ -28,7 +28,7 @@ from .train import A1_CURRICULUM, TrainConfig, Trainer, pick_device
 __version__ = "0.1.0"
 
 __all__ = [
-    "A1_CURRICULUM", "A1_STATS", "CVPPP", "ConfidenceHead", "ConvLSTM", "ConvLSTMCell",
+    "A1_CURRICULUM", "A1_STATS", "canvas", "CVPPP", "ConfidenceHead", "ConvLSTM", "ConvLSTMCell",
     "ConvLSTMCellEq1", "FCN", "RIS", "RISConfig", "RosetteDataset", "RotateFlip", "SPLITS",
     "SpatialInhibition", "TrainConfig", "Trainer", "WatershedParams", "bilinear_kernel",
     "collate_instances", "evaluate_model", "fixed_order_loss", "inhibition_bias_init",

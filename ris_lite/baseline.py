@@ -67,7 +67,7 @@ def evaluate_baseline(dataset, params: WatershedParams = WatershedParams()) -> D
 
 def tune_baseline(val_dataset, min_distances: Iterable[int] = (2, 3, 4, 5, 6),
                   smooths: Iterable[float] = (0.5, 1.0, 2.0)) -> Tuple[WatershedParams, Dict[str, float]]:
-    """Grid search on the VALIDATION split: best SBD, ties broken by lower |DiC|."""
+    """Grid search on the VALIDATION split: best SBD, ties broken by lower ``|DiC|``."""
     best = None
     for md in min_distances:
         for sm in smooths:

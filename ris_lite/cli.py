@@ -43,14 +43,16 @@ def _dataset(spec: str, split: str, model, length: Optional[int]):
         raise CLIError(str(e)) from None
 
 
-def _model(checkpoint: Optional[str], device: Optional[str]):
+def _model(checkpoint: Optional[str], device: Optional[str], name: Optional[str] = None):
     from .pretrained import load_pretrained
     from .train import model_from_checkpoint, pick_device
 
+    if checkpoint is not None and name is not None:
+        raise CLIError("pass --checkpoint or --model, not both")
     try:
         dev = pick_device(device)
         if checkpoint is None:
-            return load_pretrained().to(dev)
+            return load_pretrained(name or "rosettes").to(dev)
         return model_from_checkpoint(checkpoint).to(dev)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         raise CLIError(str(e)) from None
@@ -121,7 +123,7 @@ def cmd_evaluate(a) -> int:
     from .evaluate import evaluate_model
 
     _check_data(a.data)
-    model = _model(a.checkpoint, a.device)
+    model = _model(a.checkpoint, a.device, a.model)
     ds = _dataset(a.data, a.split, model, a.limit)
     result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet)
     if a.baseline:
@@ -144,7 +146,7 @@ def cmd_predict(a) -> int:
     from .viz import save_overlay
 
     _check_data(a.data)
-    model = _model(a.checkpoint, a.device)
+    model = _model(a.checkpoint, a.device, a.model)
     ds = _dataset(a.data, a.split, model, a.limit)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(e)
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--checkpoint", default=None, help="a training checkpoint (default: the shipped model)")
+    e.add_argument("--model", default=None, help="a shipped model by name (default rosettes; see load_pretrained)")
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--max-steps", type=int, default=30)
     e.add_argument("--baseline", action="store_true", help="also score the watershed baseline")
@@ -246,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("--split", default="test", choices=["train", "val", "test"])
     r.add_argument("--checkpoint", default=None)
+    r.add_argument("--model", default=None, help="a shipped model by name (default rosettes)")
     r.add_argument("--limit", type=int, default=None)
     r.add_argument("--max-steps", type=int, default=30)
     r.add_argument("--out", default="predictions")

@@ -36,6 +36,6 @@ def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
 
 
 def evaluate_model(model, dataset, max_steps: int = 30, progress: bool = False) -> Dict[str, float]:
-    """Mean (and std) SBD, FgBgDice, DiC, |DiC| of ``model.predict`` over ``dataset``."""
+    """Mean (and std) SBD, FgBgDice, DiC, ``|DiC|`` of ``model.predict`` over ``dataset``."""
     preds, gts = predict_dataset(model, dataset, max_steps, progress=progress)
     return evaluate_labels(preds, gts)

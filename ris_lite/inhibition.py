@@ -2,9 +2,11 @@
 
 Explained in the book chapter ``book/05_inhibition``.
 
-mask:  h_t -> 1x1 conv -> log-softmax over ALL pixels -> + b -> sigmoid (-> upsample)
-score: h_t -> global max-pool -> linear -> sigmoid   (the paper)
-       h_t -> flatten -> linear (bias 10) -> sigmoid (the authors' plant code, optional)
+::
+
+    mask:  h_t -> 1x1 conv -> log-softmax over ALL pixels -> + b -> sigmoid (-> upsample)
+    score: h_t -> global max-pool -> linear -> sigmoid   (the paper)
+           h_t -> flatten -> linear (bias 10) -> sigmoid (the authors' plant code, optional)
 
 The softmax makes the pixels compete for one unit of probability mass, so only one
 compact region can be large at a time; b is the threshold that decides how large.

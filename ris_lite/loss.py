@@ -154,8 +154,8 @@ def fixed_order_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.T
 def soft_iou_grad(pred: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """Analytic d f_IoU / d pred (Algorithm 1's f'_IoU), for checking autograd.
 
-    With I = <p, y>, U = |p| + |y| - I + eps:  dI/dp = y, dU/dp = 1 - y, so
-    d(I/U)/dp = (y * U - I * (1 - y)) / U^2.
+    With ``I = <p, y>`` and ``U = |p| + |y| - I + eps``: ``dI/dp = y``, ``dU/dp = 1 - y``, so
+    ``d(I/U)/dp = (y * U - I * (1 - y)) / U^2``.
     """
     target = target.to(pred.dtype)
     inter = (pred * target).sum()

@@ -1,4 +1,4 @@
-"""CVPPP leaf-segmentation metrics (SBD, FgBgDice, DiC, |DiC|) and region AP (AP^r).
+"""CVPPP leaf-segmentation metrics (SBD, FgBgDice, DiC, ``|DiC|``) and region AP (AP^r).
 
 Explained in the book chapter ``book/08_evaluation``.
 
@@ -92,7 +92,7 @@ def diff_fg_labels(pred, gt) -> int:
 
 
 def evaluate_labels(preds: Sequence, gts: Sequence) -> Dict[str, float]:
-    """Mean and std over images of SBD, FgBgDice, DiC and |DiC|, as in the paper's Table 2."""
+    """Mean and std over images of SBD, FgBgDice, DiC and ``|DiC|``, as in the paper's Table 2."""
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions for {len(gts)} ground truths")
     if len(gts) == 0:

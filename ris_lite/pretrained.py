@@ -1,6 +1,8 @@
-"""The shipped checkpoint (made by ``ris-lite train``; command and log in ``data/pretrained``).
+"""The shipped checkpoints (each made by one ``ris-lite train`` command; commands, logs and
+scores in ``ris_lite/pretrained/README.md``).
 
-Used in the book chapters ``book/07_training`` and ``book/08_evaluation``.
+* ``"rosettes"``: the paper-faithful RIS (book chapters ``07_training``, ``08_evaluation``);
+* ``"rosettes_canvas"``: ours, RIS with a canvas input and teacher forcing (``09_beyond``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from .model import RIS
 
-PRETRAINED = {"rosettes": "rosettes.pt"}
+PRETRAINED = {"rosettes": "rosettes.pt", "rosettes_canvas": "rosettes_canvas.pt"}
 
 
 def pretrained_path(name: str = "rosettes") -> Path:

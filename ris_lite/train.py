@@ -256,7 +256,7 @@ class Trainer:
         """Train until ``max_steps`` or ``budget_minutes`` of training time (resumed runs count
         the time already spent). ``snapshot_minutes`` also keeps a weights-only copy in
         ``OUT/snapshots/min_MMMM.mm.pt`` each time that much training time has passed: the
-        learning curve in SBD / |DiC| is scored from them afterwards, off the training clock."""
+        learning curve in SBD / ``|DiC|`` is scored from them afterwards, off the training clock."""
         from tqdm.auto import tqdm
 
         if snapshot_minutes is not None and snapshot_minutes <= 0:
