@@ -11,16 +11,18 @@ STAMP := $(VENV)/.installed-stamp
 
 # torch first: a torch wheel that pip's find-links holds on local disk (this project's CPU
 # machines keep one, whatever its version) is taken as it is; with none, the normal resolver
-# picks torch (set PIP_INDEX_URL / TORCH_INDEX_URL for the CPU-only index, see README).
+# picks torch (on a machine without a GPU set TORCH_INDEX_URL to PyTorch's CPU-only index,
+# see README).
 # Installing it first matters: asked for through the package's range, pip would fetch the
-# index's newest torch, with several GB of CUDA packages.
+# index's newest torch, with several GB of CUDA packages. --no-compile: Python writes
+# bytecode lazily for the modules it imports, instead of 250 MB of it for every module.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c 'import torch' 2>/dev/null \
-	  || $(BIN)/python -m pip install -q --no-index --no-deps torch \
-	  || $(BIN)/python -m pip install -q torch $${TORCH_INDEX_URL:+--index-url $$TORCH_INDEX_URL}
-	$(BIN)/python -m pip install -q -e '.[book,test]'
+	  || $(BIN)/python -m pip install -q --no-compile --no-index --no-deps torch \
+	  || $(BIN)/python -m pip install -q --no-compile torch $${TORCH_INDEX_URL:+--index-url $$TORCH_INDEX_URL}
+	$(BIN)/python -m pip install -q --no-compile -e '.[book,test]'
 	$(BIN)/python -c 'import torch; print("torch", torch.__version__, "| CUDA build:", torch.version.cuda)'
 	touch $(STAMP)
 

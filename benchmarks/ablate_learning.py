@@ -11,9 +11,9 @@ are one step each --, bf16 autocast on the CPU, seed 0):
 * ``canvas+cosine+ss``          ... plus scheduled sampling (own canvas, chance rising to 0.5)
 * ``canvas+cosine+ss+stride1``  ... plus the finer grid
 * ``memory``         canvas input AND RIS's memory: whole sequences with the curriculum, the
-                     canvas teacher-forced step by step (``canvas_memory=True``; ours)
-* ``memory+ss``      ... plus scheduled sampling (own canvas, chance rising to 0.5): the
+                     canvas teacher-forced step by step (``canvas_memory=True``; ours): the
                      recipe of the shipped ``rosettes_canvas``
+* ``memory+ss``      ... plus scheduled sampling (own canvas, chance rising to 0.5)
 
 Each arm runs in its own process on ONE thread for ``--minutes`` of that process's CPU time
 (``time.process_time``, so other load on the machine does not shift the comparison), two arms
@@ -34,11 +34,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import multiprocessing as mp
 import time
 from pathlib import Path
 
 import torch
+from _pairs import run_in_pairs
 
 from ris_lite.evaluate import evaluate_model
 from ris_lite.model import RISConfig
@@ -110,12 +110,7 @@ def main() -> None:
     unknown = [n for n in names if n not in ARMS]
     if unknown:
         p.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
-    for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
-        procs = [mp.get_context("spawn").Process(target=run_arm, args=(n, a.out, a.minutes)) for n in pair]
-        for q in procs:
-            q.start()
-        for q in procs:
-            q.join()
+    run_in_pairs(run_arm, names, a.out, a.minutes)
     print(f"{a.minutes:g} CPU-minutes per arm (1 thread), scored on the 100 synthetic test plants")
     print(f"{'arm':<26}{'steps':>7}{'images':>8}{'SBD %':>8}{'|DiC|':>7}{'DiC':>7}{'FgBg %':>8}")
     for n in names:

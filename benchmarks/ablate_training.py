@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing as mp
 from pathlib import Path
 
 import torch
+from _pairs import run_in_pairs
 
 from ris_lite.model import RISConfig
 from ris_lite.train import TrainConfig, Trainer
@@ -61,12 +61,7 @@ def main() -> None:
     unknown = [n for n in names if n not in ARMS]
     if unknown:
         p.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
-    for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
-        procs = [mp.get_context("spawn").Process(target=train_arm, args=(n, a.out, a.minutes)) for n in pair]
-        for q in procs:
-            q.start()
-        for q in procs:
-            q.join()
+    run_in_pairs(train_arm, names, a.out, a.minutes)
     tables = {n: windows(Path(a.out) / n / "log.csv") for n in names}
     common = sorted(set.intersection(*(set(t) for t in tables.values())))[:-1]  # last window is partial
     print(f"mean matched soft IoU per {WINDOW} steps (L = sequence length), {a.minutes:g} min per arm")
