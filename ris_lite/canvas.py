@@ -88,8 +88,9 @@ def _canvas_and_rest(targets, valid, done):
 
 @torch.no_grad()
 def rollout_canvas(model, images: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-    """The canvas a canvas model builds itself after ``steps[i]`` steps on image i,
-    ``(B, 1, H, W)``; no gradients (the canvas is an input, as in Ren & Zemel)."""
+    """The canvas a single-step canvas model builds itself after ``steps[i]`` steps on image i,
+    ``(B, 1, H, W)``; no gradients (the canvas is an input, as in Ren & Zemel). Every step
+    starts from a fresh state, as those models run."""
     B, _, H, W = images.shape
     canvas = images.new_zeros(B, 1, H, W)
     for t in range(int(steps.max()) if len(steps) else 0):

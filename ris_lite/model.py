@@ -44,12 +44,12 @@ class RISConfig:
     #: [0, 1] (CoordConv), a cue for telling look-alike leaves apart and for a spatial order
     coords: bool = False
     #: ours, not the paper's (after Ren & Zemel, CVPR 2017): a canvas -- the union of the masks
-    #: already emitted -- is a fourth input channel, and each step starts from a fresh ConvLSTM
-    #: state: the canvas, not the memory, says which leaves are done. Trained one step at a time
-    #: with the canvas built from ground truth (``ris_lite.canvas``); chapter ``book/09_beyond``.
+    #: already emitted -- is a fourth input channel. Alone, each step starts from a fresh
+    #: ConvLSTM state (the canvas, not the memory, says which leaves are done) and trains one
+    #: step at a time from a ground-truth canvas (``ris_lite.canvas``); chapter ``book/09_beyond``.
     canvas: bool = False
-    #: canvas models: ConvLSTM iterations per emitted mask (from a fresh state each time);
-    #: more iterations let the state spread over a whole leaf before the mask is read out
+    #: canvas models: ConvLSTM iterations per emitted mask; more iterations let the state spread
+    #: over a whole leaf before the mask is read out
     canvas_iterations: int = 1
     #: canvas models: keep the ConvLSTM state from step to step (RIS's memory plus the canvas)
     #: instead of starting each step afresh; trained by unrolling whole sequences, the canvas
@@ -190,7 +190,8 @@ class RIS(nn.Module):
 
     def _forward_canvas(self, images, steps, return_stages, score_logits):
         """Unroll a canvas model on its own masks: after each step the pixels its mask claims
-        (> 0.5, the rule of ``predict``) join the canvas. No gradient flows through the canvas."""
+        (> 0.5, the default rule of ``predict``, whatever threshold ``predict`` is given) join
+        the canvas. No gradient flows through the canvas."""
         B, _, H, W = images.shape
         canvas = images.new_zeros(B, 1, H, W)
         masks, scores, per_step = [], [], []
@@ -209,9 +210,11 @@ class RIS(nn.Module):
         masks, scores = torch.stack(masks, 1), torch.stack(scores, 1)
         if not return_stages:
             return masks, scores
-        stack = lambda key: torch.stack([st[key] for st in per_step], 1)  # noqa: E731
+        def stack(key):
+            return torch.stack([st[key] for st in per_step], 1)
+
         stages = {"conv": stack("conv"), "log_softmax_b": stack("log_softmax_b"),
-                  "features": per_step[0]["features"] if per_step else None, "h": stack("h"),
+                  "features": per_step[0]["features"], "h": stack("h"),  # features of step 1
                   "h_layers": torch.stack([torch.stack([h for h, _ in st["states"]], 1) for st in per_step], 1),
                   "c_layers": torch.stack([torch.stack([c for _, c in st["states"]], 1) for st in per_step], 1)}
         return masks, scores, stages

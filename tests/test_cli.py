@@ -48,6 +48,8 @@ def test_predict_writes_official_pngs_and_overlays(tiny_run, tmp_path, capsys):
     (["train", "--canvas", "--feedback", "--out", "/tmp/ris_cli_bad"], "does not combine"),
     (["train", "--canvas", "--sampling-final", "2", "--out", "/tmp/ris_cli_bad"], "--sampling-final"),
     (["train", "--fcn-stride", "0", "--out", "/tmp/ris_cli_bad"], "--fcn-stride must be >= 1"),
+    (["evaluate", "--model", "nonesuch"], "unknown pretrained model 'nonesuch'"),
+    (["evaluate", "--model", "rosettes", "--checkpoint", "x.pt"], "not both"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
