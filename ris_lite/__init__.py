@@ -4,10 +4,11 @@ Every module names the book chapter that explains it. The public names below are
 stable interface (see the book's introduction for the map).
 """
 
-from . import canvas, metrics
+from . import canvas, crf, metrics
 from .augment import RotateFlip, collate_instances
 from .baseline import WatershedParams, tune_baseline, watershed_leaves
 from .convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMCellEq1
+from .crf import CRFConfig, refine
 from .cvppp import CVPPP, read_label_png, write_label_png
 from .evaluate import evaluate_model, predict_dataset
 from .fcn import FCN, bilinear_kernel
@@ -28,11 +29,11 @@ from .train import A1_CURRICULUM, TrainConfig, Trainer, pick_device
 __version__ = "0.1.0"
 
 __all__ = [
-    "A1_CURRICULUM", "A1_STATS", "canvas", "CVPPP", "ConfidenceHead", "ConvLSTM", "ConvLSTMCell",
+    "A1_CURRICULUM", "A1_STATS", "canvas", "crf", "CRFConfig", "CVPPP", "ConfidenceHead", "ConvLSTM", "ConvLSTMCell",
     "ConvLSTMCellEq1", "FCN", "RIS", "RISConfig", "RosetteDataset", "RotateFlip", "SPLITS",
     "SpatialInhibition", "TrainConfig", "Trainer", "WatershedParams", "bilinear_kernel",
     "collate_instances", "evaluate_model", "fixed_order_loss", "inhibition_bias_init",
     "labels_to_masks", "load_pretrained", "make_rosette", "masks_to_labels", "match", "metrics",
-    "pairwise_soft_iou", "pick_device", "predict_dataset", "read_label_png", "ris_loss",
+    "pairwise_soft_iou", "pick_device", "predict_dataset", "read_label_png", "refine", "ris_loss",
     "soft_iou", "tune_baseline", "watershed_leaves", "write_label_png",
 ]

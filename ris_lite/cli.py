@@ -119,20 +119,42 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _crf(a, model):
+    """``--crf`` / ``--crf-config``: False, or the CRFConfig to refine with."""
+    from .crf import CRFConfig
+
+    if a.crf_config is not None:
+        if not a.crf:
+            raise CLIError("--crf-config needs --crf")
+        try:
+            return CRFConfig.load(a.crf_config)
+        except FileNotFoundError:
+            raise CLIError(f"--crf-config: no such file {a.crf_config!r}") from None
+        except (ValueError, TypeError) as e:
+            raise CLIError(f"--crf-config {a.crf_config}: {e}") from None
+    if not a.crf:
+        return False
+    return model.crf_config or CRFConfig()
+
+
 def cmd_evaluate(a) -> int:
     from .evaluate import evaluate_model
 
     _check_data(a.data)
     model = _model(a.checkpoint, a.device, a.model)
+    crf = _crf(a, model)
     ds = _dataset(a.data, a.split, model, a.limit)
-    result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet)
+    result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet, crf=crf)
+    method = "ris+crf" if crf else "ris"
+    if crf:
+        result["crf"] = crf.to_dict()
     if a.baseline:
         from .baseline import evaluate_baseline
-        result = {"ris": result, "watershed": evaluate_baseline(ds)}
+        result = {method: result, "watershed": evaluate_baseline(ds)}
     if a.json:
         print(json.dumps(result))
     else:
-        rows = result.items() if a.baseline else [("ris", result)]
+        rows = result.items() if a.baseline else [(method, result)]
         print(f"{'method':<10} {'DiC':>12} {'|DiC|':>12} {'SBD':>14} {'FgBgDice':>14}  n")
         for name, r in rows:
             print(f"{name:<10} {r['dic']:>5.2f} ({r['dic_std']:.2f}) {r['abs_dic']:>5.2f} ({r['abs_dic_std']:.2f}) "
@@ -147,12 +169,13 @@ def cmd_predict(a) -> int:
 
     _check_data(a.data)
     model = _model(a.checkpoint, a.device, a.model)
+    crf = _crf(a, model)
     ds = _dataset(a.data, a.split, model, a.limit)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(len(ds)):
         image, _ = ds[i]
-        labels = model.predict(image, max_steps=a.max_steps)[0]
+        labels = model.predict(image, max_steps=a.max_steps, crf=crf)[0]
         name = ds.names[i] if hasattr(ds, "names") else f"synthetic{ds.seeds[i]:06d}"
         size = ds.original_size(i) if hasattr(ds, "original_size") else None
         write_label_png(labels, out / f"{name}_label.png", size=size)
@@ -188,6 +211,12 @@ def cmd_export(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ris-lite", description="Recurrent Instance Segmentation, small.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    def crf_options(s):
+        s.add_argument("--crf", action="store_true",
+                       help="RIS+CRF: refine the masks with the paper's dense CRF (the shipped model's "
+                            "tuned parameters; defaults for a training checkpoint)")
+        s.add_argument("--crf-config", default=None, help="a CRF parameter JSON (CRFConfig.save) for --crf")
 
     def common(s):
         s.add_argument("--data", default="synthetic", help="'synthetic' or 'cvppp:PATH' (a CVPPP A1 folder)")
@@ -241,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--max-steps", type=int, default=30)
     e.add_argument("--baseline", action="store_true", help="also score the watershed baseline")
+    crf_options(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
@@ -253,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, default=None)
     r.add_argument("--max-steps", type=int, default=30)
     r.add_argument("--out", default="predictions")
+    crf_options(r)
     r.set_defaults(func=cmd_predict)
     x = sub.add_parser("export", help="slim model + config + log (+ curve) of a run, for shipping (load_pretrained)")
     x.add_argument("--run", required=True, help="a training output folder (holds last.pt, log.csv)")

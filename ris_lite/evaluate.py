@@ -1,6 +1,6 @@
 """Run a model over a data set and score it with the CVPPP metrics.
 
-Explained in the book chapter ``book/08_evaluation``.
+Explained in the book chapter ``book/08_evaluation`` (RIS+CRF in ``book/10_crf``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ def ground_truth_labels(dataset, i: int) -> torch.Tensor:
 
 
 def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
-                    progress: bool = False) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-    """Predicted and ground-truth label maps for every item, in order."""
+                    progress: bool = False, crf=False) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """Predicted and ground-truth label maps for every item, in order (``crf`` as in
+    ``RIS.predict``: RIS+CRF when true)."""
     from tqdm.auto import tqdm
 
     preds, gts = [], []
@@ -30,12 +31,14 @@ def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
     for s in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="evaluate"):
         chunk = idx[s:s + batch_size]
         images = torch.stack([dataset[i][0] for i in chunk])
-        preds += model.predict(images, max_steps=max_steps)
+        preds += model.predict(images, max_steps=max_steps, crf=crf)
         gts += [ground_truth_labels(dataset, i) for i in chunk]
     return preds, gts
 
 
-def evaluate_model(model, dataset, max_steps: int = 30, progress: bool = False) -> Dict[str, float]:
-    """Mean (and std) SBD, FgBgDice, DiC, ``|DiC|`` of ``model.predict`` over ``dataset``."""
-    preds, gts = predict_dataset(model, dataset, max_steps, progress=progress)
+def evaluate_model(model, dataset, max_steps: int = 30, progress: bool = False,
+                   crf=False) -> Dict[str, float]:
+    """Mean (and std) SBD, FgBgDice, DiC, ``|DiC|`` of ``model.predict`` over ``dataset``
+    (RIS+CRF when ``crf`` is true or a ``CRFConfig``)."""
+    preds, gts = predict_dataset(model, dataset, max_steps, progress=progress, crf=crf)
     return evaluate_labels(preds, gts)

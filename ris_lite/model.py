@@ -105,6 +105,9 @@ class RIS(nn.Module):
         self.inhibition = SpatialInhibition(c.channels, b)
         bias = 10.0 if c.confidence == "flatten" else 0.0
         self.confidence = ConfidenceHead(c.channels, c.confidence, (fh, fw), bias_init=bias)
+        #: dense-CRF parameters used by ``predict(crf=True)``; shipped models carry the values
+        #: tuned on their validation split (``ris_lite.crf``, book chapter ``10_crf``)
+        self.crf_config = None
 
     @property
     def device(self) -> torch.device:
@@ -219,19 +222,20 @@ class RIS(nn.Module):
                   "c_layers": torch.stack([torch.stack([c for _, c in st["states"]], 1) for st in per_step], 1)}
         return masks, scores, stages
 
-    @torch.no_grad()
-    def predict(self, images, max_steps: int = 30, mask_threshold: float = 0.5,
-                score_threshold: float = 0.5) -> List[torch.Tensor]:
-        """Label maps for a batch: stop at the first score below ``score_threshold``.
-
-        Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays. A pixel claimed by two
-        steps stays with the earlier one. Returns a list of ``(H, W)`` int64 label maps on the
-        CPU with background 0 and ids 1..k consecutive in the order found.
-        """
+    def _as_batch(self, images) -> torch.Tensor:
         images = torch.as_tensor(images)
         if images.ndim == 3:
             images = images.unsqueeze(0)
-        images = images.to(self.device, torch.float32)
+        return images.to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def kept_masks(self, images, max_steps: int = 30, score_threshold: float = 0.5) -> List[torch.Tensor]:
+        """RIS's soft masks up to its stop: for each image a ``(k, H, W)`` tensor in [0, 1] on
+        the CPU, at the input size, holding the steps before the first score below
+        ``score_threshold`` (``k = max_steps`` when no score falls below it).
+
+        Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays."""
+        images = self._as_batch(images)
         was_training = self.training
         self.eval()
         masks, scores = self(images, max_steps)
@@ -242,16 +246,46 @@ class RIS(nn.Module):
         out = []
         for m, s in zip(masks.cpu(), scores.cpu()):
             below = (s < score_threshold).nonzero()
-            n = int(below[0]) if len(below) else max_steps
-            labels = torch.zeros(m.shape[1:], dtype=torch.int64)
-            next_id = 1
-            for t in range(n):
-                new = (m[t] > mask_threshold) & (labels == 0)
-                if new.any():
-                    labels[new] = next_id
-                    next_id += 1
-            out.append(labels)
+            out.append(m[:int(below[0]) if len(below) else max_steps])
         return out
+
+    @torch.no_grad()
+    def predict(self, images, max_steps: int = 30, mask_threshold: float = 0.5,
+                score_threshold: float = 0.5, crf=False) -> List[torch.Tensor]:
+        """Label maps for a batch: stop at the first score below ``score_threshold``.
+
+        Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays. A pixel claimed by two
+        steps stays with the earlier one. Returns a list of ``(H, W)`` int64 label maps on the
+        CPU with background 0 and ids 1..k consecutive in the order found.
+
+        ``crf=True`` refines the kept soft masks with the paper's dense CRF (RIS+CRF,
+        ``ris_lite.crf.refine``) using ``self.crf_config`` (the parameters tuned for a shipped
+        model, else ``CRFConfig()``); a ``CRFConfig`` passed as ``crf`` is used as it is.
+        """
+        images = self._as_batch(images)
+        kept = self.kept_masks(images, max_steps, score_threshold)
+        if crf is False or crf is None:
+            return [first_claim_labels(m, mask_threshold) for m in kept]
+        from .crf import CRFConfig, refine
+
+        if crf is not True and not isinstance(crf, CRFConfig):
+            raise TypeError(f"crf must be a bool or a CRFConfig, got {type(crf).__name__}")
+        config = crf if isinstance(crf, CRFConfig) else (self.crf_config or CRFConfig())
+        return [refine(image, m, config) for image, m in zip(images, kept)]
+
+
+def first_claim_labels(masks: torch.Tensor, mask_threshold: float = 0.5) -> torch.Tensor:
+    """Soft masks ``(k, H, W)`` in RIS's order -> ``(H, W)`` int64 labels: a pixel belongs to
+    the first mask above ``mask_threshold`` that claims it; ids 1..k' consecutive (a mask left
+    with no pixel of its own gets no id)."""
+    labels = torch.zeros(masks.shape[1:], dtype=torch.int64)
+    next_id = 1
+    for m in masks:
+        new = (m > mask_threshold) & (labels == 0)
+        if new.any():
+            labels[new] = next_id
+            next_id += 1
+    return labels
 
 
 def with_coordinates(images: torch.Tensor) -> torch.Tensor:

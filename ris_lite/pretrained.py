@@ -3,6 +3,9 @@ scores in ``ris_lite/pretrained/README.md``).
 
 * ``"rosettes"``: the paper-faithful RIS (book chapters ``07_training``, ``08_evaluation``);
 * ``"rosettes_canvas"``: ours, RIS with a canvas input and teacher forcing (``09_beyond``).
+
+Next to each, ``NAME_crf.json`` holds the RIS+CRF parameters tuned on the validation split
+(``10_crf``).
 """
 
 from __future__ import annotations
@@ -25,12 +28,23 @@ def pretrained_path(name: str = "rosettes") -> Path:
     return path
 
 
+def crf_config_path(name: str = "rosettes") -> Path:
+    """The JSON file of the CRF parameters tuned for the named model on its validation split
+    (``benchmarks/tune_crf.py``)."""
+    return pretrained_path(name).with_name(f"{name}_crf.json")
+
+
 def load_pretrained(name: str = "rosettes") -> RIS:
     """The shipped RIS, in eval mode, on the CPU (``.to('cuda')`` it yourself).
 
     ``model.data_options`` holds the rosette options it was trained on, so
-    ``RosetteDataset('test', **model.data_options)`` is its benchmark.
+    ``RosetteDataset('test', **model.data_options)`` is its benchmark; ``model.crf_config``
+    holds its tuned RIS+CRF parameters (used by ``model.predict(images, crf=True)``).
     """
+    from .crf import CRFConfig
     from .train import model_from_checkpoint
 
-    return model_from_checkpoint(pretrained_path(name))
+    model = model_from_checkpoint(pretrained_path(name))
+    if crf_config_path(name).is_file():
+        model.crf_config = CRFConfig.load(crf_config_path(name))
+    return model

@@ -50,6 +50,8 @@ def test_predict_writes_official_pngs_and_overlays(tiny_run, tmp_path, capsys):
     (["train", "--fcn-stride", "0", "--out", "/tmp/ris_cli_bad"], "--fcn-stride must be >= 1"),
     (["evaluate", "--model", "nonesuch"], "unknown pretrained model 'nonesuch'"),
     (["evaluate", "--model", "rosettes", "--checkpoint", "x.pt"], "not both"),
+    (["evaluate", "--crf-config", "c.json"], "--crf-config needs --crf"),
+    (["evaluate", "--crf", "--crf-config", "/no/such.json"], "--crf-config: no such file '/no/such.json'"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
@@ -125,3 +127,23 @@ def test_export_ships_the_learning_curve_when_there_is_one(tiny_run, tmp_path, c
     (run / "curve.csv").write_text("minutes,step,stage,sbd,abs_dic,dic,fgbg_dice\n0.10,5,0,0.1,3.0,-3.0,0.5\n")
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "out"), "--name", "mini"]) == 0
     assert (tmp_path / "out" / "mini_curve.csv").read_text() == (run / "curve.csv").read_text()
+
+
+def test_evaluate_and_predict_with_crf(tiny_run, tmp_path, capsys):
+    from ris_lite.crf import CRFConfig
+
+    config = tmp_path / "crf.json"
+    CRFConfig(appearance_weight=2.0, iterations=3).save(config)
+    assert main(["evaluate", "--split", "val", "--limit", "2", "--json", "--max-steps", "3",
+                 "--checkpoint", str(tiny_run / "last.pt"), "--crf", "--crf-config", str(config)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n_images"] == 2 and r["crf"]["appearance_weight"] == 2.0 and r["crf"]["iterations"] == 3
+    assert main(["evaluate", "--limit", "1", "--max-steps", "3", "--crf", "--baseline",
+                 "--checkpoint", str(tiny_run / "last.pt")]) == 0
+    assert "ris+crf" in capsys.readouterr().out
+    assert main(["predict", "--limit", "1", "--max-steps", "2", "--crf", "--out", str(tmp_path / "p"),
+                 "--checkpoint", str(tiny_run / "last.pt")]) == 0
+    assert (tmp_path / "p" / "synthetic200000_label.png").is_file()
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["evaluate", "--crf", "--crf-config", str(tmp_path / "bad.json")]) == 2
+    assert "not a CRF config JSON" in capsys.readouterr().err

@@ -55,3 +55,18 @@ def test_the_canvas_model_is_shipped_with_its_scores():
     images = torch.stack([ris_lite.RosetteDataset("test", length=1)[0][0]])
     labels = model.predict(images, max_steps=4)[0]
     assert labels.shape == (106, 100) and int(labels.max()) <= 4
+
+
+def test_crf_parameters_and_scores_are_shipped():
+    from ris_lite.crf import CRFConfig
+    from ris_lite.pretrained import crf_config_path
+
+    model = ris_lite.load_pretrained()
+    assert model.crf_config == CRFConfig.load(crf_config_path("rosettes"))
+    bench = json.loads((pretrained_path().parent / "crf_test.json").read_text())
+    for name, row in bench["models"].items():
+        assert row["ris"]["n_images"] == row["ris_crf"]["n_images"] == 100, name
+        assert len(row["sbd_per_plant"]["ris_crf"]) == 100
+        # RIS decides the count (keep_count): RIS+CRF has RIS's DiC exactly
+        assert row["ris_crf"]["dic"] == row["ris"]["dic"]
+        assert set(row["seconds_per_plant"]) == {"ris_forward", "crf_float32", "crf_bfloat16", "pydensecrf2_lattice"}
