@@ -24,26 +24,16 @@ import numpy as np
 import torch
 
 from ris_lite import RosetteDataset, load_pretrained
-from ris_lite.crf import CRFConfig, refine, unary_probabilities
+from ris_lite.crf import CRFConfig, lattice_marginals, refine, unary_probabilities
 from ris_lite.evaluate import ground_truth_labels
 from ris_lite.metrics import evaluate_labels, symmetric_best_dice
 from ris_lite.model import first_claim_labels
 
 
 def lattice_seconds(image: torch.Tensor, masks: torch.Tensor, config: CRFConfig) -> float:
-    import pydensecrf.densecrf as dcrf
-
     t = time.perf_counter()
-    p = unary_probabilities(masks, config.unary)
-    unary = -torch.log(p.clamp_min(config.min_probability))
-    labels, h, w = unary.shape
-    crf = dcrf.DenseCRF2D(w, h, labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(labels, -1).numpy(), dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=config.smoothness_xy, compat=config.smoothness_weight)
-    rgb = np.ascontiguousarray((image.permute(1, 2, 0) * 255).round().numpy().astype(np.uint8))
-    crf.addPairwiseBilateral(sxy=config.appearance_xy, srgb=config.appearance_rgb * 255, rgbim=rgb,
-                             compat=config.appearance_weight)
-    np.array(crf.inference(config.iterations)).argmax(0)
+    unary = -torch.log(unary_probabilities(masks, config.unary).clamp_min(config.min_probability))
+    lattice_marginals(image, unary, config).argmax(0)
     return time.perf_counter() - t
 
 

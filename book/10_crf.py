@@ -47,7 +47,14 @@ import torch
 
 import ris_lite
 from ris_lite import metrics
-from ris_lite.crf import DenseCRF, first_claims, refine, refine_marginals, unary_probabilities
+from ris_lite.crf import (
+    DenseCRF,
+    first_claims,
+    lattice_marginals,
+    refine,
+    refine_marginals,
+    unary_probabilities,
+)
 from ris_lite.viz import overlay
 
 device = ris_lite.pick_device()
@@ -419,26 +426,20 @@ print(f"RIS forward {t_ris:.3f} s, CRF ({config.iterations} iterations) {t_crf:.
 
 # %%
 try:
-    import pydensecrf.densecrf as dcrf
+    import pydensecrf.densecrf  # noqa: F401  (the C++ code behind lattice_marginals)
+    have_lattice = True
 except ImportError:
-    dcrf = None
+    have_lattice = False
     print("pydensecrf2 is not installed here: pip install 'ris_lite[crf]' to run this comparison")
 
-if dcrf is not None:
+if have_lattice:
     exact = replace(config, kernel_dtype="float32")
     for k in range(3):
         im = (test[k][0] * 255).round() / 255  # the C++ code reads 8-bit colours
         masks_k = model.kept_masks(im)[0]
         unary = -torch.log(unary_probabilities(masks_k, exact.unary).clamp_min(exact.min_probability))
         ours = DenseCRF(im, exact).mean_field(unary)
-        L = unary.shape[0]
-        lattice = dcrf.DenseCRF2D(W, H, L)
-        lattice.setUnaryEnergy(np.ascontiguousarray(unary.reshape(L, -1).numpy(), dtype=np.float32))
-        lattice.addPairwiseGaussian(sxy=exact.smoothness_xy, compat=exact.smoothness_weight)
-        rgb8 = np.ascontiguousarray((im.permute(1, 2, 0) * 255).round().numpy().astype(np.uint8))
-        lattice.addPairwiseBilateral(sxy=exact.appearance_xy, srgb=exact.appearance_rgb * 255, rgbim=rgb8,
-                                     compat=exact.appearance_weight)
-        theirs = torch.from_numpy(np.array(lattice.inference(exact.iterations))).reshape(L, H, W)
+        theirs = lattice_marginals(im, unary, exact)
         agree = (ours.argmax(0) == theirs.argmax(0)).float().mean()
         diff = (ours - theirs).abs().mean()
         print(f"plant {k}: same label on at least 99 % of pixels: {bool(agree >= 0.99)};"
@@ -509,15 +510,14 @@ if dcrf is not None:
 #
 # Module `ris_lite.crf`: `CRFConfig`, `unary_probabilities`, `DenseGaussian`,
 # `SeparableGaussian`, `DenseCRF` (`message`, `step`, `mean_field`, `free_energy`),
-# `refine_marginals`, `refine`, `first_claims`, `labels_from_marginals`; `RIS.kept_masks`,
+# `refine_marginals`, `refine`, `first_claims`, `labels_from_marginals`, `lattice_marginals`
+# (the pydensecrf2 check); `RIS.kept_masks`,
 # `RIS.predict(..., crf=True)`, `model.crf_config`; `ris-lite evaluate --crf` and
 # `ris-lite predict --crf` (with `--crf-config FILE`); `benchmarks/tune_crf.py`,
 # `benchmarks/bench_crf.py`. Their docstrings are in the [API reference](api).
 #
-# **Further reading.** P. Krähenbühl and V. Koltun, *Efficient inference in fully connected CRFs
-# with Gaussian edge potentials*, NIPS 2011 (the model and the lattice); P. Krähenbühl and
-# V. Koltun, *Parameter learning and convergent inference for dense random fields*, ICML 2013
-# (why concave compatibilities make mean field converge); L.-C. Chen et al., *Semantic image
-# segmentation with deep convolutional nets and fully connected CRFs*, ICLR 2015 (DeepLab, the
-# CRF as post-processing); S. Zheng et al., *Conditional random fields as recurrent neural
-# networks*, ICCV 2015 (the CRF as a layer, the extension the paper's discussion proposes).
+# **Further reading.** P. Krähenbühl and V. Koltun, NIPS 2011 (the dense CRF with Gaussian edge
+# potentials and the permutohedral lattice); P. Krähenbühl and V. Koltun, ICML 2013 (learning
+# the parameters, and why concave compatibilities make mean field converge); L.-C. Chen et al.,
+# ICLR 2015 (DeepLab: a dense CRF after a convolutional network); S. Zheng et al., *CRF as RNN*,
+# ICCV 2015 (the CRF as a layer, the extension the paper's discussion proposes).

@@ -403,5 +403,29 @@ def refine(image: Tensorish, masks: Tensorish, config: Optional[CRFConfig] = Non
     return labels_from_marginals(q)
 
 
+def lattice_marginals(image: torch.Tensor, unary: torch.Tensor, config: Optional[CRFConfig] = None) -> torch.Tensor:
+    """The same CRF solved by Krähenbühl's C++ code with the permutohedral lattice (package
+    ``pydensecrf2``, ``pip install "ris_lite[crf]"``), for checking this module:
+    ``image (3, H, W)`` in [0, 1] (read as 8-bit colour), unary energies ``(L, H, W)`` ->
+    marginals ``(L, H, W)`` after ``config.iterations`` mean-field updates."""
+    try:
+        import numpy as np
+        import pydensecrf.densecrf as dcrf
+    except ImportError:
+        raise ImportError("lattice_marginals needs pydensecrf2: pip install 'ris_lite[crf]'") from None
+    config = config or CRFConfig()
+    normalization = dcrf.NORMALIZE_SYMMETRIC if config.normalization == "symmetric" else dcrf.NO_NORMALIZATION
+    labels, height, width = unary.shape
+    crf = dcrf.DenseCRF2D(width, height, labels)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(labels, -1).cpu().numpy(), dtype=np.float32))
+    crf.addPairwiseGaussian(sxy=config.smoothness_xy, compat=config.smoothness_weight,
+                            kernel=dcrf.DIAG_KERNEL, normalization=normalization)
+    rgb = np.ascontiguousarray((image.permute(1, 2, 0) * 255).round().cpu().numpy().astype(np.uint8))
+    crf.addPairwiseBilateral(sxy=config.appearance_xy, srgb=config.appearance_rgb * 255, rgbim=rgb,
+                             compat=config.appearance_weight, kernel=dcrf.DIAG_KERNEL, normalization=normalization)
+    q = np.array(crf.inference(config.iterations), dtype=np.float32)
+    return torch.from_numpy(q).reshape(labels, height, width)
+
+
 __all__ = ["CRFConfig", "DenseCRF", "DenseGaussian", "SeparableGaussian", "unary_probabilities",
-           "refine", "refine_marginals", "labels_from_marginals", "first_claims"]
+           "refine", "refine_marginals", "labels_from_marginals", "first_claims", "lattice_marginals"]

@@ -16,6 +16,7 @@ from ris_lite.crf import (
     SeparableGaussian,
     first_claims,
     labels_from_marginals,
+    lattice_marginals,
     refine,
     refine_marginals,
     unary_probabilities,
@@ -242,21 +243,6 @@ def test_predict_with_crf_uses_the_tuned_parameters():
 
 # pydensecrf2 (Krähenbühl's C++ code with the permutohedral lattice) is part of the test extra;
 # `make test` installs it, so this import failing is a broken install, not a reason to skip.
-def lattice_marginals(image, unary, config):
-    import pydensecrf.densecrf as dcrf
-
-    labels, h, w = unary.shape
-    crf = dcrf.DenseCRF2D(w, h, labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(labels, -1).numpy(), dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=config.smoothness_xy, compat=config.smoothness_weight,
-                            kernel=dcrf.DIAG_KERNEL, normalization=dcrf.NORMALIZE_SYMMETRIC)
-    rgb = np.ascontiguousarray((image.permute(1, 2, 0) * 255).round().numpy().astype(np.uint8))
-    crf.addPairwiseBilateral(sxy=config.appearance_xy, srgb=config.appearance_rgb * 255, rgbim=rgb,
-                             compat=config.appearance_weight, kernel=dcrf.DIAG_KERNEL,
-                             normalization=dcrf.NORMALIZE_SYMMETRIC)
-    return torch.from_numpy(np.array(crf.inference(config.iterations))).reshape(labels, h, w)
-
-
 def test_agrees_with_pydensecrf2_on_plants():
     """On shipped-model predictions for 3 test plants: >= 99 % of the pixels get the same label
     and the marginals differ by <= 0.005 on average (measured 99.7-99.9 % and 3e-4); the lattice
