@@ -27,9 +27,9 @@ from ris_lite.metrics import evaluate_labels
 from ris_lite.model import first_claim_labels
 
 SEARCH = {
-    "appearance_xy": [3.0, 5.0, 8.0, 12.0, 16.0],
-    "appearance_weight": [1.0, 2.0, 3.0, 5.0, 8.0],
-    "appearance_rgb": [0.02, 0.035, 0.05, 0.08],
+    "appearance_xy": [1.5, 2.0, 2.5, 3.0, 5.0, 8.0, 12.0, 16.0],
+    "appearance_weight": [1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0, 24.0],
+    "appearance_rgb": [0.02, 0.035, 0.05, 0.08, 0.12, 0.2],
     "smoothness_weight": [0.0, 1.0, 3.0, 6.0],
     "smoothness_xy": [1.0, 2.0],
     "unary": ["share", "sequential"],
@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/crf_tuning")
+    p.add_argument("--start", help="a CRFConfig JSON to start the search from (default: CRFConfig())")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -87,7 +88,7 @@ def main() -> None:
     def better(r, best_r) -> bool:
         return r["abs_dic"] <= ris["abs_dic"] and r["sbd"] > best_r["sbd"]
 
-    best = CRFConfig(kernel_dtype="auto")
+    best = CRFConfig.load(a.start) if a.start else CRFConfig(kernel_dtype="auto")
     best_r = score(best)
     if best_r["abs_dic"] > ris["abs_dic"]:
         best_r = {**best_r, "sbd": -1.0}  # the start is not admissible: anything admissible wins

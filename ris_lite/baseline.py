@@ -19,7 +19,7 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-from .evaluate import ground_truth_labels
+from .evaluate import scoring_pair
 from .metrics import evaluate_labels
 
 
@@ -58,21 +58,24 @@ def watershed_leaves(image: torch.Tensor, params: WatershedParams = WatershedPar
     return torch.from_numpy(labels.astype(np.int64))
 
 
-def evaluate_baseline(dataset, params: WatershedParams = WatershedParams()) -> Dict[str, float]:
-    """Table-2 metrics of the watershed pipeline on a data set."""
-    preds = [watershed_leaves(dataset[i][0], params) for i in range(len(dataset))]
-    gts = [ground_truth_labels(dataset, i) for i in range(len(dataset))]
-    return evaluate_labels(preds, gts)
+def evaluate_baseline(dataset, params: WatershedParams = WatershedParams(),
+                      resolution: str = "original") -> Dict[str, float]:
+    """Table-2 metrics of the watershed pipeline on a data set. It sees the same input as RIS
+    (the model's input size) and is scored like RIS (``ris_lite.evaluate.scoring_pair``)."""
+    pairs = [scoring_pair(dataset, i, watershed_leaves(dataset[i][0], params), resolution)
+             for i in range(len(dataset))]
+    return evaluate_labels([p for p, _ in pairs], [g for _, g in pairs])
 
 
 def tune_baseline(val_dataset, min_distances: Iterable[int] = (2, 3, 4, 5, 6),
-                  smooths: Iterable[float] = (0.5, 1.0, 2.0)) -> Tuple[WatershedParams, Dict[str, float]]:
+                  smooths: Iterable[float] = (0.5, 1.0, 2.0),
+                  resolution: str = "original") -> Tuple[WatershedParams, Dict[str, float]]:
     """Grid search on the VALIDATION split: best SBD, ties broken by lower ``|DiC|``."""
     best = None
     for md in min_distances:
         for sm in smooths:
             p = WatershedParams(min_distance=md, smooth=sm)
-            r = evaluate_baseline(val_dataset, p)
+            r = evaluate_baseline(val_dataset, p, resolution)
             key = (r["sbd"], -r["abs_dic"])
             if best is None or key > best[0]:
                 best = (key, p, r)

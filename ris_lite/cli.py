@@ -19,28 +19,56 @@ class CLIError(Exception):
 def _check_data(spec: str) -> None:
     if spec == "synthetic":
         return
-    if not spec.startswith("cvppp:"):
-        raise CLIError(f"--data must be 'synthetic' or 'cvppp:PATH', got {spec!r}")
-    root = spec.split(":", 1)[1]
+    kind, _, root = spec.partition(":")
+    if kind not in ("cvppp", "folder") or not root:
+        raise CLIError(f"--data must be 'synthetic', 'cvppp:PATH' or 'folder:PATH', got {spec!r}")
     if not Path(root).is_dir():
         raise CLIError(f"--data {spec}: no such folder {root!r}")
 
 
-def _dataset(spec: str, split: str, model, length: Optional[int]):
-    from .cvppp import CVPPP
-    from .rosette import RosetteDataset
+def _model_zoom(model) -> float:
+    """The scale a model learned: its training data's zoom (synthetic default 1.8)."""
+    from .rosette import DEFAULT_ZOOM
 
-    if spec == "synthetic":
-        opts = dict(getattr(model, "data_options", {}) or {})
-        try:
-            return RosetteDataset(split, length=length, **opts)
-        except ValueError as e:
-            raise CLIError(str(e)) from None
-    _check_data(spec)
+    return float((getattr(model, "data_options", None) or {}).get("zoom", DEFAULT_ZOOM))
+
+
+def _real(a, input_size, zoom: float, require_labels: bool = True):
+    """The whole real folder of ``--data``, read at ``input_size`` and ``zoom``."""
+    from .folder import open_folder
+
+    patterns = {"image_pattern": a.image_pattern, "label_pattern": a.label_pattern} if a.data.startswith("folder:") else {}
     try:
-        return CVPPP(spec.split(":", 1)[1], size=tuple(model.config.input_size))
+        return open_folder(a.data, size=input_size and tuple(input_size), zoom=zoom, require_labels=require_labels,
+                           **patterns)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
+
+
+def _dataset(a, model, split: Optional[str], require_labels: bool = True):
+    """``--data`` as a data set: a synthetic split, or a real folder (all of it, or one side of
+    its split by file id)."""
+    from .rosette import RosetteDataset
+
+    if a.data == "synthetic":
+        opts = dict(getattr(model, "data_options", {}) or {})
+        try:
+            return RosetteDataset(split or "test", length=a.limit, **opts)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+    _check_data(a.data)
+    zoom = a.zoom if a.zoom is not None else _model_zoom(model)
+    return _select(a, _real(a, model.config.input_size, zoom, require_labels), split)
+
+
+def _select(a, ds, split: Optional[str]):
+    from .folder import split_ids
+
+    if split == "test":
+        raise CLIError("a real folder has no test split: give the test images their own folder, "
+                       "or use --split all / train / val")
+    names = ds.names if split in (None, "all") else split_ids(ds.names, a.val_fraction)[split]
+    return ds.view(names[:a.limit])
 
 
 def _model(checkpoint: Optional[str], device: Optional[str], name: Optional[str] = None):
@@ -58,13 +86,103 @@ def _model(checkpoint: Optional[str], device: Optional[str], name: Optional[str]
         raise CLIError(str(e)) from None
 
 
-def cmd_train(a) -> int:
+def _new_model_config(a):
+    """The model of a new run: the --init checkpoint's, or one built from the flags."""
     from .fcn import FCN
     from .model import RISConfig
-    from .train import A1_CURRICULUM, TrainConfig, Trainer
+    from .train import load_model
 
+    if a.init:
+        try:
+            init = load_model(a.init)
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(f"--init: {e}") from None
+        flags = [f for f, on in (("--feedback", a.feedback), ("--coords", a.coords), ("--canvas", a.canvas),
+                                 ("--canvas-memory", a.canvas_memory), ("--input-size", a.input_size)) if on]
+        if flags:
+            raise CLIError(f"{flags[0]} does not combine with --init (the model comes from the checkpoint)")
+        return init.config, init
+    if a.channels < 1:
+        raise CLIError(f"--channels must be a positive integer, got {a.channels}")
+    if a.fcn_stride < 1:
+        raise CLIError(f"--fcn-stride must be >= 1, got {a.fcn_stride}")
+    size = {}
+    if a.input_size:
+        try:
+            size["input_size"] = tuple(int(v) for v in a.input_size.split(","))
+            assert len(size["input_size"]) == 2 and min(size["input_size"]) >= 8
+        except (ValueError, AssertionError):
+            raise CLIError(f"--input-size must look like '106,100' (rows,cols >= 8), got {a.input_size!r}") from None
+    try:
+        dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
+        model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels, coords=a.coords,
+                          canvas=a.canvas or a.canvas_memory, canvas_memory=a.canvas_memory,
+                          fcn_stride=a.fcn_stride, **size)
+        FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
+    except ValueError:
+        raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
+    if (a.canvas or a.canvas_memory) and (a.feedback or a.coords):
+        raise CLIError("--canvas does not combine with --feedback or --coords")
+    return model, None
+
+
+def _new_trainer(a, out: Path):
+    from .train import A1_CURRICULUM, TrainConfig, Trainer, real_curriculum
+
+    if (out / "last.pt").exists():
+        raise CLIError(f"{out / 'last.pt'} exists: pass --resume auto to continue it, or a new --out")
+    if not 0 < a.val_fraction < 1:
+        raise CLIError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
+    model, init = _new_model_config(a)
+    data, real, folder = {}, None, {}
     if a.data != "synthetic":
-        raise CLIError("train supports --data synthetic only (the CVPPP reader is for evaluation and fine-tuning in code)")
+        _check_data(a.data)
+        # the scale: as asked, else the --init model's (what it learned), else the whole frame
+        zoom = a.zoom if a.zoom is not None else (_model_zoom(init) if init is not None else 1.0)
+        data["zoom"] = zoom
+        real = _real(a, model.input_size, zoom)
+        if a.data.startswith("folder:"):
+            folder = {"image_pattern": a.image_pattern, "label_pattern": a.label_pattern}
+        try:
+            counts = real.instance_counts()  # decodes and checks every file before anything is written
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(str(e)) from None
+        curriculum = real_curriculum(counts, fine_tune=init is not None)
+    elif a.zoom is not None:
+        data["zoom"] = a.zoom
+        curriculum = [list(s) for s in A1_CURRICULUM]
+    else:
+        data = dict(getattr(init, "data_options", {}) or {})
+        curriculum = [list(s) for s in A1_CURRICULUM]
+    if a.curriculum:
+        try:
+            curriculum = [[int(v) for v in s.split(",")] for s in a.curriculum.split(";")]
+        except ValueError:
+            raise CLIError("--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage)") from None
+    if a.schedule == "cosine" and a.max_steps is None:
+        raise CLIError("--schedule cosine needs --max-steps (the cosine spans the whole run)")
+    if not 0 <= a.sampling_final <= 1 or not 0 <= a.sampling_start < 1:
+        raise CLIError("--sampling-final must be in [0, 1] and --sampling-start in [0, 1)")
+    schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps,
+                "sampling_final": a.sampling_final, "sampling_start": a.sampling_start}
+    if a.max_steps is not None:
+        schedule["max_steps"] = a.max_steps
+    cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
+                      curriculum=curriculum, eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
+                      train_images=a.train_images, val_images=a.val_images, patience=a.patience,
+                      cpu_bf16=a.cpu_bf16, source=a.data, folder=folder, val_fraction=a.val_fraction)
+    try:
+        trainer = Trainer(cfg, out, a.device, data=real)
+        if init is not None:
+            trainer.load_weights(a.init)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    return trainer
+
+
+def cmd_train(a) -> int:
+    from .train import Trainer
+
     if a.snapshot_minutes is not None and a.snapshot_minutes <= 0:
         raise CLIError(f"--snapshot-minutes must be > 0, got {a.snapshot_minutes}")
     out = Path(a.out)
@@ -75,42 +193,7 @@ def cmd_train(a) -> int:
         except (FileNotFoundError, ValueError) as e:
             raise CLIError(str(e)) from None
     else:
-        if (out / "last.pt").exists():
-            raise CLIError(f"{out / 'last.pt'} exists: pass --resume auto to continue it, or a new --out")
-        curriculum = [list(s) for s in A1_CURRICULUM]
-        if a.curriculum:
-            try:
-                curriculum = [[int(v) for v in s.split(",")] for s in a.curriculum.split(";")]
-            except ValueError:
-                raise CLIError("--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage)") from None
-        if a.channels < 1:
-            raise CLIError(f"--channels must be a positive integer, got {a.channels}")
-        if a.fcn_stride < 1:
-            raise CLIError(f"--fcn-stride must be >= 1, got {a.fcn_stride}")
-        try:
-            dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
-            model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels, coords=a.coords,
-                              canvas=a.canvas or a.canvas_memory, canvas_memory=a.canvas_memory,
-                              fcn_stride=a.fcn_stride)
-            FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
-        except ValueError:
-            raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
-        if (a.canvas or a.canvas_memory) and (a.feedback or a.coords):
-            raise CLIError("--canvas does not combine with --feedback or --coords")
-        if a.schedule == "cosine" and a.max_steps is None:
-            raise CLIError("--schedule cosine needs --max-steps (the cosine spans the whole run)")
-        if not 0 <= a.sampling_final <= 1 or not 0 <= a.sampling_start < 1:
-            raise CLIError("--sampling-final must be in [0, 1] and --sampling-start in [0, 1)")
-        model = model.to_dict()
-        schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps,
-                    "sampling_final": a.sampling_final, "sampling_start": a.sampling_start}
-        if a.max_steps is not None:
-            schedule["max_steps"] = a.max_steps
-        cfg = TrainConfig(**schedule, model=model, lr=a.lr, batch_size=a.batch_size, seed=a.seed, curriculum=curriculum,
-                          eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
-                          train_images=a.train_images, val_images=a.val_images, patience=a.patience,
-                          cpu_bf16=a.cpu_bf16)
-        trainer = Trainer(cfg, out, a.device)
+        trainer = _new_trainer(a, out)
     print(f"training on {trainer.device}; writing {out}/last.pt and {out}/log.csv", file=sys.stderr)
     trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet,
                 snapshot_minutes=a.snapshot_minutes)
@@ -137,29 +220,59 @@ def _crf(a, model):
     return model.crf_config or CRFConfig()
 
 
+def _baseline(a, model, ds) -> dict:
+    """The watershed pipeline tuned on the data's own validation split, then scored on ``ds``."""
+    from .baseline import evaluate_baseline, tune_baseline
+
+    val = _dataset(argparse.Namespace(**{**vars(a), "limit": None}), model, "val")
+    params, _ = tune_baseline(val, resolution=a.resolution)
+    result = evaluate_baseline(ds, params, a.resolution)
+    result["params"] = {"min_distance": params.min_distance, "smooth": params.smooth}
+    result["tuned_on"] = f"{len(val)} validation images" + (" (the images scored: not a fair test)"
+                                                           if a.data != "synthetic" and a.split == "val" else "")
+    return result
+
+
+def _print_table(rows, resolution_note: str) -> None:
+    print(f"{'method':<10} {'DiC':>12} {'|DiC|':>12} {'SBD':>14} {'FgBgDice':>14}  n")
+    for name, r in rows:
+        print(f"{name:<10} {r['dic']:>5.2f} ({r['dic_std']:.2f}) {r['abs_dic']:>5.2f} ({r['abs_dic_std']:.2f}) "
+              f"{100 * r['sbd']:>6.1f} ({100 * r['sbd_std']:.1f}) {100 * r['fgbg_dice']:>6.1f} "
+              f"({100 * r['fgbg_dice_std']:.1f})  {r['n_images']}")
+        if "params" in r:
+            print(f"{'':<10} tuned on {r['tuned_on']}: " + ", ".join(f"{k}={v}" for k, v in r["params"].items()))
+    print(resolution_note)
+
+
+def _resolution_note(a, model) -> str:
+    if a.data == "synthetic":
+        return "scored at the model's input size (where the synthetic plants are drawn)"
+    if a.resolution == "original":
+        return "scored at each label file's own resolution (the official protocol)"
+    h, w = model.config.input_size
+    return f"scored at the model's input size {h}x{w}, NOT the official protocol (labels resized)"
+
+
 def cmd_evaluate(a) -> int:
     from .evaluate import evaluate_model
 
     _check_data(a.data)
     model = _model(a.checkpoint, a.device, a.model)
     crf = _crf(a, model)
-    ds = _dataset(a.data, a.split, model, a.limit)
-    result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet, crf=crf)
+    ds = _dataset(a, model, a.split)
+    result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet, crf=crf,
+                            resolution=a.resolution)
     method = "ris+crf" if crf else "ris"
     if crf:
         result["crf"] = crf.to_dict()
     if a.baseline:
-        from .baseline import evaluate_baseline
-        result = {method: result, "watershed": evaluate_baseline(ds)}
+        result = {method: result, "watershed": _baseline(a, model, ds)}
+    result["resolution"] = a.resolution if a.data != "synthetic" else "input"
     if a.json:
         print(json.dumps(result))
     else:
-        rows = result.items() if a.baseline else [(method, result)]
-        print(f"{'method':<10} {'DiC':>12} {'|DiC|':>12} {'SBD':>14} {'FgBgDice':>14}  n")
-        for name, r in rows:
-            print(f"{name:<10} {r['dic']:>5.2f} ({r['dic_std']:.2f}) {r['abs_dic']:>5.2f} ({r['abs_dic_std']:.2f}) "
-                  f"{100 * r['sbd']:>6.1f} ({100 * r['sbd_std']:.1f}) {100 * r['fgbg_dice']:>6.1f} "
-                  f"({100 * r['fgbg_dice_std']:.1f})  {r['n_images']}")
+        rows = [(k, v) for k, v in result.items() if isinstance(v, dict) and "sbd" in v] if a.baseline else [(method, result)]
+        _print_table(rows, _resolution_note(a, model))
     return 0
 
 
@@ -170,17 +283,33 @@ def cmd_predict(a) -> int:
     _check_data(a.data)
     model = _model(a.checkpoint, a.device, a.model)
     crf = _crf(a, model)
-    ds = _dataset(a.data, a.split, model, a.limit)
+    ds = _dataset(a, model, a.split, require_labels=False)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(len(ds)):
         image, _ = ds[i]
         labels = model.predict(image, max_steps=a.max_steps, crf=crf)[0]
         name = ds.names[i] if hasattr(ds, "names") else f"synthetic{ds.seeds[i]:06d}"
-        size = ds.original_size(i) if hasattr(ds, "original_size") else None
-        write_label_png(labels, out / f"{name}_label.png", size=size)
+        full = ds.to_original(labels, i) if hasattr(ds, "to_original") else labels  # the file's own size
+        write_label_png(full, out / f"{name}_label.png")
         save_overlay(image, labels, out / f"{name}_overlay.png")
     print(json.dumps({"written": len(ds), "out": str(out)}))
+    return 0
+
+
+def cmd_score(a) -> int:
+    """Score label PNGs written by ``predict`` (or by any method) against a real folder."""
+    from .folder import score_predictions
+
+    _check_data(a.data)
+    if a.data == "synthetic":
+        raise CLIError("score reads a real folder's labels: --data cvppp:PATH or folder:PATH")
+    ds = _select(a, _real(a, None, 1.0), a.split)  # only the label files are read, as they are
+    try:
+        result = score_predictions(a.predictions, ds, a.pattern)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    print(json.dumps(result))
     return 0
 
 
@@ -219,8 +348,26 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--crf-config", default=None, help="a CRF parameter JSON (CRFConfig.save) for --crf")
 
     def common(s):
-        s.add_argument("--data", default="synthetic", help="'synthetic' or 'cvppp:PATH' (a CVPPP A1 folder)")
+        s.add_argument("--data", default="synthetic",
+                       help="'synthetic', 'cvppp:PATH' (a CVPPP A1 folder) or 'folder:PATH' (images + label images)")
         s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        real_options(s)
+
+    def real_options(s):
+        s.add_argument("--image-pattern", default="images/{id}.*",
+                       help="folder: data: image paths with an {id} ('.*' = any image extension)")
+        s.add_argument("--label-pattern", default="labels/{id}.*",
+                       help="folder: data: label-image paths with the same {id}")
+        s.add_argument("--zoom", type=float, default=None,
+                       help="real data: read the central 1/ZOOM of each frame (default: the model's "
+                            "training scale; new runs: the --init model's, else 1 = the whole frame)")
+        s.add_argument("--val-fraction", type=float, default=0.2,
+                       help="real data: fraction of file ids in the validation split (by hash of the id)")
+
+    def splits(s):
+        s.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
+                       help="synthetic: a named split (default test); real data: all (default), or the "
+                            "train / val side of the split by file id")
 
     t = sub.add_parser("train", help="curriculum training; writes OUT/last.pt and OUT/log.csv")
     common(t)
@@ -228,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and save) after this long")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--resume", default=None, help="'auto' (OUT/last.pt) or a checkpoint path")
+    t.add_argument("--init", default=None,
+                   help="fine-tune: start from this checkpoint's weights (or a shipped model name, e.g. rosettes)")
+    t.add_argument("--input-size", default=None, help="new model's input 'rows,cols' (default 106,100)")
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--batch-size", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
@@ -264,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="SBD, FgBgDice, DiC, |DiC| over a split or a CVPPP folder")
     common(e)
-    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    splits(e)
+    e.add_argument("--resolution", default="original", choices=["original", "input"],
+                   help="real data: score at each label file's own size (official) or at the model's input")
     e.add_argument("--checkpoint", default=None, help="a training checkpoint (default: the shipped model)")
     e.add_argument("--model", default=None, help="a shipped model by name (default rosettes; see load_pretrained)")
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
@@ -277,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="write CVPPP-format label PNGs and overlay figures")
     common(r)
-    r.add_argument("--split", default="test", choices=["train", "val", "test"])
+    splits(r)
     r.add_argument("--checkpoint", default=None)
     r.add_argument("--model", default=None, help="a shipped model by name (default rosettes)")
     r.add_argument("--limit", type=int, default=None)
@@ -285,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="predictions")
     crf_options(r)
     r.set_defaults(func=cmd_predict)
+    c = sub.add_parser("score", help="score a folder of predicted label PNGs against a real folder's labels")
+    c.add_argument("--predictions", required=True, help="folder of predicted label images")
+    c.add_argument("--pattern", default="{id}_label.png", help="prediction file names (default: predict's)")
+    common(c)
+    splits(c)
+    c.add_argument("--limit", type=int, default=None)
+    c.set_defaults(func=cmd_score)
     x = sub.add_parser("export", help="slim model + config + log (+ curve) of a run, for shipping (load_pretrained)")
     x.add_argument("--run", required=True, help="a training output folder (holds last.pt, log.csv)")
     x.add_argument("--out", default="ris_lite/pretrained")

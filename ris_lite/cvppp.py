@@ -9,40 +9,26 @@ ids need not be contiguous and label ids may have gaps.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .rosette import labels_to_masks
-
-_NAME = re.compile(r"^(plant\d+)_rgb\.png$")
-
-
-def _read_png(path: Path, what: str) -> Image.Image:
-    try:
-        img = Image.open(path)
-        img.load()
-        return img
-    except FileNotFoundError:
-        raise FileNotFoundError(f"CVPPP: {what} file missing: {path}") from None
-    except Exception as e:
-        raise ValueError(f"CVPPP: cannot read {what} file {path} ({type(e).__name__}: {e})") from None
+from .folder import LabelledFolder, read_label_image
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """An indexed (palette) or grey label PNG -> ``(H, W)`` int64 of raw indices."""
-    img = _read_png(Path(path), "label")
-    if img.mode in ("P", "L", "I", "I;16"):
-        return np.asarray(img).astype(np.int64)
-    raise ValueError(f"CVPPP: label file {path} has mode {img.mode}; expected an indexed/palette PNG")
+    return read_label_image(path, "CVPPP")
 
 
-class CVPPP(torch.utils.data.Dataset):
+class CVPPP(LabelledFolder):
     """A CVPPP A1-style folder. Item = ``(image (3,H,W) float32, masks (n,H,W) bool)``.
+
+    A :class:`~ris_lite.folder.LabelledFolder` with the A1 names: ids are ``plantXXX``, the
+    image ``plantXXX_rgb.png``, the labels ``plantXXX_label.png``.
 
     Args:
         root: the folder holding ``plantXXX_rgb.png`` / ``plantXXX_label.png``.
@@ -50,57 +36,19 @@ class CVPPP(torch.utils.data.Dataset):
             model's working size; ``None`` keeps the original 530 x 500.
         require_labels: if False, plants without a label file are allowed (test set);
             their masks are empty.
+        zoom: 1 = the whole frame; 1.8 = the central part the synthetic benchmark shows.
+        ids: only these plants (a split), e.g. ``["plant001", "plant007"]``.
     """
 
+    kind = "CVPPP"
+    id_hint = "plantXXX"
+
     def __init__(self, root: str | Path, size: Optional[Tuple[int, int]] = None,
-                 require_labels: bool = True, transform=None):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"CVPPP: no such folder: {self.root}")
-        self.names: List[str] = sorted(m.group(1) for p in self.root.iterdir() if (m := _NAME.match(p.name)))
-        if not self.names:
-            raise FileNotFoundError(f"CVPPP: no plantXXX_rgb.png files in {self.root}")
-        if require_labels:
-            missing = [n for n in self.names if not (self.root / f"{n}_label.png").is_file()]
-            if missing:
-                raise FileNotFoundError(f"CVPPP: {self.root / (missing[0] + '_label.png')} is missing "
-                                        f"(the pair of {missing[0]}_rgb.png; {len(missing)} plant(s) without labels)")
-        self.size = tuple(size) if size is not None else None
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def original_size(self, i: int) -> Tuple[int, int]:
-        with Image.open(self.root / f"{self.names[i]}_rgb.png") as im:
-            return im.size[1], im.size[0]
-
-    def labels(self, i: int) -> torch.Tensor:
-        """The ``(H, W)`` int64 label map (raw ids, gaps kept), resized if ``size`` is set."""
-        path = self.root / f"{self.names[i]}_label.png"
-        if not path.is_file():
-            return torch.zeros(self.size or self.original_size(i), dtype=torch.int64)
-        lab = read_label_png(path)
-        if self.size is not None and lab.shape != self.size:
-            lab = np.asarray(Image.fromarray(lab.astype(np.int32)).resize(self.size[::-1], Image.NEAREST))
-        return torch.from_numpy(lab.astype(np.int64))
-
-    def image(self, i: int) -> torch.Tensor:
-        path = self.root / f"{self.names[i]}_rgb.png"
-        img = _read_png(path, "image").convert("RGB")
-        if self.size is not None and img.size != self.size[::-1]:
-            img = img.resize(self.size[::-1], Image.BILINEAR)
-        return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-
-    def __getitem__(self, i: int):
-        image, labels = self.image(i), self.labels(i)
-        if image.shape[1:] != labels.shape:
-            raise ValueError(f"CVPPP: {self.names[i]}_rgb.png is {tuple(image.shape[1:])} but "
-                             f"{self.names[i]}_label.png is {tuple(labels.shape)}")
-        masks = labels_to_masks(labels)
-        if self.transform is not None:
-            image, masks = self.transform(image, masks)
-        return image, masks
+                 require_labels: bool = True, transform=None, zoom: float = 1.0,
+                 ids: Optional[Sequence[str]] = None, cache: bool = True):
+        super().__init__(root, "{id}_rgb.png", "{id}_label.png", size=size, zoom=zoom, ids=ids,
+                         require_labels=require_labels, transform=transform, cache=cache,
+                         id_regex=r"plant\d+")
 
 
 def write_label_png(labels, path: str | Path, size: Optional[Tuple[int, int]] = None) -> Path:
@@ -127,3 +75,26 @@ def write_label_png(labels, path: str | Path, size: Optional[Tuple[int, int]] = 
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
+
+
+def write_plant(root: str | Path, name: str, image: torch.Tensor, labels: torch.Tensor) -> Path:
+    """Store one plant exactly as A1 does: ``NAME_rgb.png`` (RGBA, opaque), ``NAME_label.png``
+    (palette PNG of the raw ids, 0 = background) and ``NAME_fg.png`` (0 / 255). For fixtures,
+    and for bringing other data into the A1 layout. ``image (3,H,W)`` in [0, 1], ``labels (H,W)``
+    ids < 256."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if image.ndim != 3 or image.shape[0] != 3 or image.shape[1:] != labels.shape:
+        raise ValueError(f"expected image (3,H,W) and labels (H,W) of one size, got {tuple(image.shape)} "
+                         f"and {tuple(labels.shape)}")
+    lab = torch.as_tensor(labels).numpy()
+    if lab.min() < 0 or lab.max() > 255:
+        raise ValueError(f"A1 label PNGs hold ids 0..255, got {lab.min()}..{lab.max()}")
+    rgb = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(root / f"{name}_rgb.png", optimize=True)
+    img = Image.fromarray(lab.astype(np.uint8), mode="P")
+    img.putpalette([0, 0, 0] + np.random.default_rng(0).integers(0, 256, 765).tolist())
+    img.save(root / f"{name}_label.png", optimize=True)
+    Image.fromarray(((lab > 0) * 255).astype(np.uint8)).save(root / f"{name}_fg.png", optimize=True)
+    return root / f"{name}_rgb.png"

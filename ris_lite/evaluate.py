@@ -1,6 +1,7 @@
 """Run a model over a data set and score it with the CVPPP metrics.
 
-Explained in the book chapter ``book/08_evaluation`` (RIS+CRF in ``book/10_crf``).
+Explained in the book chapter ``book/08_evaluation`` (RIS+CRF in ``book/10_crf``, real
+folders scored at their own resolution in ``book/11_your_data``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from .metrics import evaluate_labels
+from .metrics import consecutive_labels, evaluate_labels
 from .rosette import masks_to_labels
 
 
@@ -20,10 +21,31 @@ def ground_truth_labels(dataset, i: int) -> torch.Tensor:
     return masks_to_labels(dataset[i][1])
 
 
+RESOLUTIONS = ("original", "input")
+
+
+def scoring_pair(dataset, i: int, labels: torch.Tensor, resolution: str = "original"):
+    """``(prediction, ground truth)`` of item i, ready to score.
+
+    ``"original"``: a real folder's prediction is brought back to the file's own size
+    (``dataset.to_original``) and compared with the label file as it is, the official protocol.
+    ``"input"``: both at the model's input size (the label map resized by nearest neighbour).
+    Synthetic plants are drawn at the input size, so both are the same for them. Ids come back
+    consecutive (``metrics.consecutive_labels``), as the official scorer assumes."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    if resolution == "original" and hasattr(dataset, "to_original"):
+        pair = dataset.to_original(labels, i), dataset.original_labels(i)
+    else:
+        pair = labels, ground_truth_labels(dataset, i)
+    return consecutive_labels(pair[0]), consecutive_labels(pair[1])
+
+
 def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
-                    progress: bool = False, crf=False) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+                    progress: bool = False, crf=False,
+                    resolution: str = "original") -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
     """Predicted and ground-truth label maps for every item, in order (``crf`` as in
-    ``RIS.predict``: RIS+CRF when true)."""
+    ``RIS.predict``: RIS+CRF when true; ``resolution`` as in :func:`scoring_pair`)."""
     from tqdm.auto import tqdm
 
     preds, gts = [], []
@@ -31,14 +53,17 @@ def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
     for s in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="evaluate"):
         chunk = idx[s:s + batch_size]
         images = torch.stack([dataset[i][0] for i in chunk])
-        preds += model.predict(images, max_steps=max_steps, crf=crf)
-        gts += [ground_truth_labels(dataset, i) for i in chunk]
+        for i, labels in zip(chunk, model.predict(images, max_steps=max_steps, crf=crf)):
+            pred, gt = scoring_pair(dataset, i, labels, resolution)
+            preds.append(pred)
+            gts.append(gt)
     return preds, gts
 
 
 def evaluate_model(model, dataset, max_steps: int = 30, progress: bool = False,
-                   crf=False) -> Dict[str, float]:
+                   crf=False, resolution: str = "original") -> Dict[str, float]:
     """Mean (and std) SBD, FgBgDice, DiC, ``|DiC|`` of ``model.predict`` over ``dataset``
-    (RIS+CRF when ``crf`` is true or a ``CRFConfig``)."""
-    preds, gts = predict_dataset(model, dataset, max_steps, progress=progress, crf=crf)
+    (RIS+CRF when ``crf`` is true or a ``CRFConfig``). Real folders are scored at their own
+    resolution unless ``resolution="input"``."""
+    preds, gts = predict_dataset(model, dataset, max_steps, progress=progress, crf=crf, resolution=resolution)
     return evaluate_labels(preds, gts)

@@ -91,6 +91,19 @@ def diff_fg_labels(pred, gt) -> int:
     return count_labels(pred) - count_labels(gt)
 
 
+def consecutive_labels(labels) -> torch.Tensor:
+    """The same instances with ids 1..n in increasing order of the old ids (0 stays background).
+
+    The official scorer takes ``max - min`` as the count and assumes consecutive ids; label
+    files with gaps (a deleted leaf) or large ids (16-bit instance images) are renumbered
+    first, which changes no instance."""
+    labels = torch.as_tensor(labels)
+    ids, inverse = torch.unique(labels, return_inverse=True)
+    if ids[0] != 0:  # no background pixel: every id moves up by one
+        inverse = inverse + 1
+    return inverse.to(torch.int64)
+
+
 def evaluate_labels(preds: Sequence, gts: Sequence) -> Dict[str, float]:
     """Mean and std over images of SBD, FgBgDice, DiC and ``|DiC|``, as in the paper's Table 2."""
     if len(preds) != len(gts):

@@ -34,6 +34,7 @@ import torch
 
 from .augment import RotateFlip, collate_instances
 from .canvas import canvas_loss, sampling_probability, sequence_canvas_loss
+from .folder import LabelledFolder, open_folder, split_ids
 from .loss import ris_loss
 from .model import RIS, RISConfig
 from .rosette import SPLITS, RosetteDataset
@@ -90,6 +91,14 @@ class TrainConfig:
     #: fraction of max_steps where the ramp from 0 starts (scheduled sampling)
     sampling_final: float = 0.0
     sampling_start: float = 0.3
+    #: "synthetic" (the rosettes), or a real folder: "cvppp:PATH" / "folder:PATH"
+    #: (``ris_lite.folder``); real data is split by file id, ``val_fraction`` to validation
+    source: str = "synthetic"
+    #: real sources: ``image_pattern`` / ``label_pattern`` of a ``folder:`` source
+    folder: dict = field(default_factory=dict)
+    val_fraction: float = 0.2
+    #: the checkpoint (or shipped model name) the weights started from, when fine-tuning
+    init: Optional[str] = None
 
     def __post_init__(self):
         if self.schedule not in ("plateau", "cosine"):
@@ -97,6 +106,8 @@ class TrainConfig:
         if self.schedule == "cosine" and self.max_steps >= 1_000_000:
             raise ValueError("schedule='cosine' needs max_steps set to the run's length")
         sampling_probability(0, 1, self.sampling_final, self.sampling_start)  # validates both
+        if self.source != "synthetic" and not self.source.startswith(("cvppp:", "folder:")):
+            raise ValueError(f"source must be 'synthetic', 'cvppp:PATH' or 'folder:PATH', got {self.source!r}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimiser step ``step`` (0-based) under the cosine schedule."""
@@ -119,7 +130,10 @@ class Trainer:
         arms side by side set ``trainer.clock = time.process_time`` (the process's CPU seconds)."""
         return time.time()
 
-    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, device: Optional[str] = None):
+    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, device: Optional[str] = None,
+                 data: Optional[LabelledFolder] = None):
+        """``data``: the real data set of ``config.source``, already opened (it is opened here
+        otherwise); every file is decoded and checked before anything is written."""
         self.config = c = config
         self.out = Path(out_dir)
         self.device = pick_device(device)
@@ -141,18 +155,37 @@ class Trainer:
         self.snapshots_kept = 0  # index k of the last snapshot kept (at k x snapshot_minutes)
         self.events: List[dict] = []
         self._datasets = {}
+        self.real = None
+        if c.source != "synthetic":
+            self.real = data if data is not None else open_real_data(c, self.model.config.input_size)
+            self.split = split_ids(self.real.names, c.val_fraction)
+            self.counts = dict(zip(self.real.names, self.real.instance_counts()))
+            check_curriculum(self.real, self.counts, self.split, c.curriculum)
 
     # ----- data ---------------------------------------------------------------------------
-    def _dataset(self, split: str, stage: int) -> RosetteDataset:
+    def _dataset(self, split: str, stage: int):
         _, lo, hi = self.config.curriculum[stage]
         key = (split, lo, hi)
         if key not in self._datasets:
+            tf = RotateFlip(generator=self.gen) if split == "train" and self.config.augment else None
+            if self.real is not None:  # the split's images with lo..hi instances
+                ids = [i for i in self.split[split] if lo <= self.counts[i] <= hi] or self.split[split]
+                self._datasets[key] = self.real.view(ids, tf)
+                return self._datasets[key]
             n = self.config.train_images if split == "train" else self.config.val_images
             n = min(n, SPLITS[split][1] - SPLITS[split][0])
-            tf = RotateFlip(generator=self.gen) if split == "train" and self.config.augment else None
             self._datasets[key] = RosetteDataset(split, length=n, transform=tf, n_leaves=(lo, hi),
                                                  count_sampling="uniform", **self.config.data)
         return self._datasets[key]
+
+    def load_weights(self, source: str) -> None:
+        """Start from the weights of a checkpoint or a shipped model name (fine-tuning); its
+        architecture must be this trainer's. Recorded as ``config.init``."""
+        model = load_model(source)
+        if model.config.to_dict() != self.model.config.to_dict():
+            raise ValueError(f"{source}: its model config differs from this trainer's")
+        self.model.load_state_dict(model.state_dict())
+        self.config.init = source
 
     def _batch(self):
         ds = self._dataset("train", self.stage)
@@ -263,6 +296,8 @@ class Trainer:
             raise ValueError(f"snapshot_minutes must be > 0, got {snapshot_minutes}")
 
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.real is not None:
+            self._write_split()
         max_steps = self.config.max_steps if max_steps is None else max_steps
         budget = math.inf if budget_minutes is None else budget_minutes * 60
         log_path = self.out / "log.csv"
@@ -304,6 +339,30 @@ class Trainer:
             log_file.close()
             self.save()
         return self
+
+    def _split_record(self) -> dict:
+        return {"source": self.config.source, "val_fraction": self.config.val_fraction,
+                **{k: {i: self.counts[i] for i in v} for k, v in self.split.items()}}
+
+    def check_split(self) -> None:
+        """A resumed real-data run must split its folder as when it started: files added or
+        removed would move images between training and validation."""
+        path = self.out / "split.json"
+        if path.is_file():
+            old, new = json.loads(path.read_text()), self._split_record()
+            if {k: old.get(k) for k in ("train", "val")} != {k: new[k] for k in ("train", "val")}:
+                raise ValueError(f"{path}: the data no longer splits as when this run started "
+                                 "(files added, removed or relabelled); start a new --out")
+
+    def _write_split(self) -> None:
+        """``OUT/split.json``: the ids of each side and their instance counts."""
+        path = self.out / "split.json"
+        if path.is_file():
+            return
+        record = self._split_record()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, path)
 
     # ----- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -358,7 +417,56 @@ class Trainer:
         for k, v in state["trainer"].items():
             setattr(t, k, v)
         t.events = list(state["events"])
+        if t.real is not None:
+            t.check_split()
         return t
+
+
+def open_real_data(config: TrainConfig, input_size) -> LabelledFolder:
+    """The real data set of a training config, at the model's input size and the config's zoom."""
+    return open_folder(config.source, size=tuple(input_size), zoom=config.data.get("zoom", 1.0), **config.folder)
+
+
+def real_curriculum(counts: List[int], fine_tune: bool = False) -> List[List[int]]:
+    """The A1 curriculum adapted to a real data set's instance counts (``n`` per image).
+
+    Real images cannot be drawn with a chosen number of instances, so every stage trains on
+    all of them and only the unrolled length grows: the A1 curriculum's lengths below
+    ``max(n) + 2``, then ``max(n) + 2`` (every image's stop signal trained). Fine-tuning a
+    model that already segments long sequences starts at that last stage."""
+    if not counts:
+        raise ValueError("no images to train on")
+    lo, hi = min(counts), max(counts)
+    last = hi + 2
+    lengths = [] if fine_tune else sorted({L for L, _, _ in A1_CURRICULUM if L < last})
+    return [[L, lo, hi] for L in lengths] + [[last, lo, hi]]
+
+
+def check_curriculum(data: LabelledFolder, counts: dict, split: dict, curriculum) -> None:
+    """Clear errors before training: an image whose instances the last stage cannot unroll,
+    or a stage with no training image."""
+    last = curriculum[-1][0]
+    worst = max(counts, key=counts.get)
+    if counts[worst] > last:
+        path = data.label_path(data.names.index(worst))
+        raise ValueError(f"{path} has {counts[worst]} instances but the curriculum unrolls at most {last} "
+                         f"steps: make the last stage at least {counts[worst] + 2} long")
+    for side in ("train", "val"):
+        if not split[side]:
+            raise ValueError(f"{data.root}: {len(data)} image(s) are too few for a train/validation split")
+
+
+def load_model(source: str | os.PathLike, device: Optional[str] = None) -> RIS:
+    """A checkpoint path, or the name of a shipped model (``load_pretrained``)."""
+    from .pretrained import PRETRAINED, load_pretrained
+
+    if not Path(source).exists():
+        if str(source) not in PRETRAINED:
+            raise FileNotFoundError(f"{source}: no such checkpoint file, nor a shipped model name "
+                                    f"({', '.join(sorted(PRETRAINED))})")
+        model = load_pretrained(str(source))
+        return model.to(pick_device(device)) if device else model
+    return model_from_checkpoint(source, device)
 
 
 def clip_gradients(model: torch.nn.Module, clip: float) -> None:

@@ -39,7 +39,8 @@ def test_predict_writes_official_pngs_and_overlays(tiny_run, tmp_path, capsys):
     (["evaluate", "--data", "imagenet"], "--data must be"),
     (["evaluate", "--data", "cvppp:/no/such/folder"], "no such folder"),
     (["evaluate", "--checkpoint", "/no/such.pt"], "no checkpoint at /no/such.pt"),
-    (["train", "--data", "cvppp:/x"], "synthetic only"),
+    (["train", "--data", "cvppp:/x"], "no such folder"),
+    (["train", "--data", "folder:"], "--data must be"),
     (["train", "--curriculum", "2;x", "--out", "/tmp/ris_cli_bad"], "--curriculum"),
     (["train", "--fcn-dilations", "1,2", "--out", "/tmp/ris_cli_bad"], "--fcn-dilations"),
     (["train", "--channels", "0", "--out", "/tmp/ris_cli_bad"], "--channels must be a positive integer"),
@@ -99,7 +100,7 @@ def test_evaluate_on_the_cvppp_format_fixture(tiny_run, capsys):
     assert main(["evaluate", "--data", f"cvppp:{folder}", "--json", "--max-steps", "3",
                  "--checkpoint", str(tiny_run / "last.pt"), "--baseline"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["ris"]["n_images"] == 2 and r["watershed"]["n_images"] == 2
+    assert r["ris"]["n_images"] == 6 and r["watershed"]["n_images"] == 6 and r["resolution"] == "original"
 
 
 def test_predict_on_cvppp_writes_original_size(tiny_run, tmp_path, capsys):
@@ -108,7 +109,7 @@ def test_predict_on_cvppp_writes_original_size(tiny_run, tmp_path, capsys):
                  "--checkpoint", str(tiny_run / "last.pt")]) == 0
     from PIL import Image
     img = Image.open(tmp_path / "plant010_label.png")
-    assert img.size == (250, 265) and img.mode == "P"
+    assert img.size == (500, 530) and img.mode == "P"
 
 
 def test_export_ships_model_config_and_log(tiny_run, tmp_path, capsys):

@@ -66,7 +66,7 @@ def test_size_mismatch_names_both_files(a1_folder):
 
 
 def test_empty_or_missing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no plantXXX_rgb.png"):
+    with pytest.raises(FileNotFoundError, match="no images matching 'plantXXX_rgb.png'"):
         CVPPP(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         CVPPP(tmp_path / "nope")

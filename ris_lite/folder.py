@@ -1,0 +1,321 @@
+"""Real data: any folder of images with instance-label images, read the way RIS needs them.
+
+Explained in the book chapter ``book/11_your_data``.
+
+A labelled folder pairs each image with a label image holding one integer id per pixel
+(0 = background, any other value = one instance; ids may have gaps). Labels may be palette
+PNGs (CVPPP), 8- or 16-bit grey PNGs or TIFFs, or 32-bit integer TIFFs. File names follow two
+patterns with an ``{id}`` placeholder, e.g. ``images/{id}.*`` and ``labels/{id}.*``, where a
+``.*`` suffix means "any image extension".
+
+Every item is brought to the model's input the same way (:meth:`LabelledFolder.crop_box`):
+the central ``1/zoom`` of the frame (``zoom=1``: the whole frame) is resized to ``size``,
+bilinearly for the image and by nearest neighbour for the labels. Predictions go back to the
+file's own resolution by the inverse map (:meth:`LabelledFolder.to_original`), where they are
+scored against the untouched label file: the official CVPPP protocol.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .rosette import labels_to_masks
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+LABEL_EXTENSIONS = (".png", ".tif", ".tiff")
+
+
+def _open(path: Path, what: str, kind: str) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{kind}: {what} file missing: {path}") from None
+    except Exception as e:  # PIL raises several types for a corrupt or truncated file
+        raise ValueError(f"{kind}: cannot read {what} file {path} ({type(e).__name__}: {e})") from None
+
+
+def read_label_image(path: str | Path, kind: str = "folder") -> np.ndarray:
+    """A label image (palette, 8/16-bit grey, 32-bit integer) -> ``(H, W)`` int64 of raw ids."""
+    img = _open(Path(path), "label", kind)
+    if img.mode in ("P", "L") or img.mode.startswith("I"):
+        return np.asarray(img).astype(np.int64)
+    if img.mode == "F":
+        lab = np.asarray(img)
+        if np.all(lab == np.round(lab)) and lab.min() >= 0:
+            return lab.astype(np.int64)
+        raise ValueError(f"{kind}: label file {path} holds non-integer floats; expected one integer id per pixel")
+    if img.mode == "1":
+        raise ValueError(f"{kind}: label file {path} is a 1-bit foreground mask, not instance labels "
+                         "(one integer id per instance)")
+    raise ValueError(f"{kind}: label file {path} has mode {img.mode} (colours?); expected instance ids "
+                     "as a palette PNG or an 8/16/32-bit grey image")
+
+
+def read_image(path: str | Path, kind: str = "folder") -> torch.Tensor:
+    """An image file -> ``(3, H, W)`` float32 in [0, 1]. RGBA drops alpha; grey is repeated
+    over three channels; 16/32-bit grey (microscopy) is stretched from its min to its max."""
+    img = _open(Path(path), "image", kind)
+    if img.mode.startswith("I") or img.mode == "F":
+        a = np.asarray(img).astype(np.float32)
+        a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+        return torch.from_numpy(a).expand(3, -1, -1).contiguous()
+    a = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(a).permute(2, 0, 1).contiguous()
+
+
+def split_ids(ids: Sequence[str], val_fraction: float = 0.2) -> Dict[str, List[str]]:
+    """Deterministic train / validation split by file id.
+
+    Ids are ranked by their SHA-1 hash and the first ``round(val_fraction * n)`` go to
+    validation (at least one, and at least one left for training, when ``n >= 2``): the same
+    files split the same way on any machine, in any listing order, with no random seed.
+    Both sides come back sorted."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    ids = sorted(set(ids))
+    ranked = sorted(ids, key=lambda i: hashlib.sha1(i.encode()).hexdigest())
+    n_val = min(max(round(val_fraction * len(ids)), 1), len(ids) - 1) if len(ids) >= 2 else 0
+    val = set(ranked[:n_val])
+    return {"train": [i for i in ids if i not in val], "val": [i for i in ids if i in val]}
+
+
+def upsample_labels(labels: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """``(h, w)`` int label map -> ``(H, W)``: each label's indicator resized bilinearly, then the
+    largest wins per pixel. Boundaries come out smooth, not blocky as with nearest neighbour."""
+    labels = torch.as_tensor(labels)
+    ids = torch.unique(labels)
+    onehot = (labels.unsqueeze(0) == ids.view(-1, 1, 1)).float().unsqueeze(0)
+    up = F.interpolate(onehot, size=tuple(size), mode="bilinear", align_corners=False)[0]
+    return ids[up.argmax(0)]
+
+
+def _pattern_regex(pattern: str, id_regex: str) -> Tuple[str, re.Pattern]:
+    """``'images/{id}.*'`` -> (folder part, compiled regex of the file name)."""
+    if pattern.count("{id}") != 1:
+        raise ValueError(f"a file pattern needs exactly one '{{id}}', got {pattern!r}")
+    folder, _, name = pattern.rpartition("/")
+    if "{id}" not in name:
+        raise ValueError(f"'{{id}}' must be in the file name part of {pattern!r}")
+    any_ext = name.endswith(".*")
+    stem = name[:-2] if any_ext else name
+    head, tail = stem.split("{id}")
+    ext = "(" + "|".join(re.escape(e) for e in IMAGE_EXTENSIONS) + ")" if any_ext else ""
+    return folder, re.compile(f"^{re.escape(head)}(?P<id>{id_regex}){re.escape(tail)}{ext}$", re.IGNORECASE)
+
+
+class LabelledFolder(torch.utils.data.Dataset):
+    """A folder of images and instance-label images.
+
+    Item ``i`` is ``(image (3, h, w) float32, masks (n, h, w) bool)`` at the working size
+    ``size = (h, w)`` (the original size when ``None``), from the central ``1/zoom`` of the frame.
+
+    Args:
+        root: the folder.
+        image_pattern, label_pattern: paths relative to ``root`` with one ``{id}``; a ``.*``
+            ending accepts any image extension (``.png .jpg .tif ...`` / ``.png .tif .tiff``).
+        size: the model's input ``(h, w)``, or ``None``.
+        zoom: 1 = the whole frame; ``z > 1`` = the central ``(H/z, W/z)`` crop (the scale a
+            model trained on ``make_rosette(zoom=z)`` expects).
+        ids: keep only these ids (a split), in this order.
+        require_labels: if False, images without a label file are allowed (no masks).
+        transform: ``(image, masks) -> (image, masks)`` after the cache (augmentation).
+        cache: keep decoded working-size items in memory (decoding costs more than a step).
+    """
+
+    kind = "folder"
+    #: how an id looks, for messages
+    id_hint = "{id}"
+
+    def __init__(self, root: str | Path, image_pattern: str = "images/{id}.*", label_pattern: str = "labels/{id}.*",
+                 size: Optional[Tuple[int, int]] = None, zoom: float = 1.0, ids: Optional[Sequence[str]] = None,
+                 require_labels: bool = True, transform=None, cache: bool = True, id_regex: str = ".+?"):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.kind}: no such folder: {self.root}")
+        if zoom < 1:
+            raise ValueError(f"zoom must be >= 1 (1 = the whole frame), got {zoom}")
+        self.image_pattern, self.label_pattern = image_pattern, label_pattern
+        folder, regex = _pattern_regex(image_pattern, id_regex)
+        _pattern_regex(label_pattern, id_regex)  # validates it
+        image_dir = self.root / folder
+        found = {}
+        if image_dir.is_dir():
+            for p in sorted(image_dir.iterdir()):
+                if (m := regex.match(p.name)) and p.is_file():
+                    found.setdefault(m.group("id"), p)
+        if not found:
+            shown = image_pattern.replace("{id}", self.id_hint)
+            raise FileNotFoundError(f"{self.kind}: no images matching {shown!r} in {self.root}")
+        if ids is not None:
+            unknown = [i for i in ids if i not in found]
+            if unknown:
+                raise FileNotFoundError(f"{self.kind}: no image for id {unknown[0]!r} in {self.root} "
+                                        f"({len(unknown)} id(s) of the split are missing)")
+        self.names: List[str] = list(ids) if ids is not None else sorted(found)
+        self._images = {i: found[i] for i in self.names}
+        self._labels = {i: self._find_label(i) for i in self.names}
+        if require_labels:
+            missing = [i for i in self.names if self._labels[i] is None]
+            if missing:
+                raise FileNotFoundError(
+                    f"{self.kind}: {self._label_hint(missing[0])} is missing (the label of "
+                    f"{self._images[missing[0]].relative_to(self.root)}; {len(missing)} image(s) without labels)")
+        self.size = tuple(size) if size is not None else None
+        self.zoom = float(zoom)
+        self.transform = transform
+        self._cache: Optional[dict] = {} if cache else None
+
+    def _label_hint(self, i: str) -> str:
+        return str(self.root / self.label_pattern.replace("{id}", i))
+
+    def _find_label(self, i: str) -> Optional[Path]:
+        path = self.root / self.label_pattern.replace("{id}", i)
+        if not self.label_pattern.endswith(".*"):
+            return path if path.is_file() else None
+        for ext in LABEL_EXTENSIONS:
+            for candidate in (path.with_suffix(ext), path.with_suffix(ext.upper())):
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def image_path(self, i: int) -> Path:
+        return self._images[self.names[i]]
+
+    def label_path(self, i: int) -> Optional[Path]:
+        return self._labels[self.names[i]]
+
+    # ----- geometry -----------------------------------------------------------------------
+    def original_size(self, i: int) -> Tuple[int, int]:
+        with Image.open(self.image_path(i)) as im:
+            return im.size[1], im.size[0]
+
+    def crop_box(self, size: Tuple[int, int]) -> Tuple[int, int, int, int]:
+        """``(top, left, height, width)`` of the central ``1/zoom`` of a frame of ``size``."""
+        H, W = size
+        h, w = max(round(H / self.zoom), 1), max(round(W / self.zoom), 1)
+        return (H - h) // 2, (W - w) // 2, h, w
+
+    def to_original(self, labels: torch.Tensor, i: int) -> torch.Tensor:
+        """A working-size ``(h, w)`` label map of item i -> the file's ``(H, W)``: smoothly
+        upsampled into the crop box (:func:`upsample_labels`), background outside it."""
+        H, W = self.original_size(i)
+        top, left, h, w = self.crop_box((H, W))
+        out = torch.zeros(H, W, dtype=torch.int64)
+        out[top:top + h, left:left + w] = upsample_labels(labels, (h, w))
+        return out
+
+    def _to_working(self, a: np.ndarray, resample) -> np.ndarray:
+        """One ``(H, W)`` channel (float32 or int32) -> its crop box resized to ``size``."""
+        top, left, h, w = self.crop_box(a.shape)
+        a = a[top:top + h, left:left + w]
+        if self.size is None or a.shape == self.size:
+            return np.ascontiguousarray(a)
+        return np.asarray(Image.fromarray(a).resize(self.size[::-1], resample))
+
+    # ----- reading ------------------------------------------------------------------------
+    def original_labels(self, i: int) -> torch.Tensor:
+        """The label file of item i as it is: ``(H, W)`` int64 raw ids (zeros without a file)."""
+        path = self.label_path(i)
+        if path is None:
+            return torch.zeros(self.original_size(i), dtype=torch.int64)
+        return torch.from_numpy(read_label_image(path, self.kind))
+
+    def _item(self, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
+        i = i % len(self)
+        key = self.names[i]
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
+        image = read_image(self.image_path(i), self.kind)
+        labels = self.original_labels(i)
+        if self.label_path(i) is not None and image.shape[1:] != labels.shape:
+            raise ValueError(f"{self.kind}: {self.image_path(i)} is {tuple(image.shape[1:])} but "
+                             f"{self.label_path(i)} is {tuple(labels.shape)} (rows, columns)")
+        image = torch.from_numpy(np.stack([self._to_working(c, Image.BILINEAR) for c in image.numpy()]))
+        labels = torch.from_numpy(self._to_working(labels.numpy().astype(np.int32), Image.NEAREST).astype(np.int64))
+        item = (image, labels)
+        if self._cache is not None:
+            self._cache[key] = item
+        return item
+
+    def image(self, i: int) -> torch.Tensor:
+        """Item i's ``(3, h, w)`` image at the working size."""
+        return self._item(i)[0]
+
+    def labels(self, i: int) -> torch.Tensor:
+        """Item i's ``(h, w)`` int64 label map at the working size (raw ids, gaps kept)."""
+        return self._item(i)[1]
+
+    def __getitem__(self, i: int):
+        image, labels = self._item(i)
+        masks = labels_to_masks(labels)
+        if self.transform is not None:
+            image, masks = self.transform(image, masks)
+        return image, masks
+
+    def view(self, ids: Sequence[str], transform=None) -> LabelledFolder:
+        """The same folder restricted to ``ids`` (a split, a curriculum stage), sharing the
+        decoded-item cache, with its own ``transform``."""
+        unknown = [i for i in ids if i not in self._images]
+        if unknown:
+            raise KeyError(f"{self.kind}: id {unknown[0]!r} is not in this data set")
+        out = copy.copy(self)
+        out.names, out.transform = list(ids), transform
+        return out
+
+    def instance_counts(self) -> List[int]:
+        """Instances per item at the working size (decodes, and checks, every file once)."""
+        return [int((torch.unique(self.labels(i)) > 0).sum()) for i in range(len(self))]
+
+
+def open_folder(spec: str, size: Optional[Tuple[int, int]] = None, zoom: float = 1.0,
+                image_pattern: str = "images/{id}.*", label_pattern: str = "labels/{id}.*",
+                **options) -> LabelledFolder:
+    """A real data set from a ``--data`` spec: ``cvppp:PATH`` (the A1 names) or ``folder:PATH``
+    (``image_pattern`` / ``label_pattern``); ``options`` go to the reader."""
+    kind, _, root = spec.partition(":")
+    if kind == "cvppp" and root:
+        from .cvppp import CVPPP
+
+        return CVPPP(root, size=size, zoom=zoom, **options)
+    if kind == "folder" and root:
+        return LabelledFolder(root, image_pattern, label_pattern, size=size, zoom=zoom, **options)
+    raise ValueError(f"a real data spec is 'cvppp:PATH' or 'folder:PATH', got {spec!r}")
+
+
+def score_predictions(predictions: str | Path, dataset: LabelledFolder, pattern: str = "{id}_label.png") -> dict:
+    """CVPPP scores of a folder of predicted label images against ``dataset``'s label files,
+    both at the files' own resolution (``ris-lite score``). Every item needs its prediction,
+    of the same size as its label file; ids are made consecutive, as the official scorer assumes."""
+    from .metrics import consecutive_labels, evaluate_labels
+
+    root = Path(predictions)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such predictions folder: {root}")
+    preds, gts = [], []
+    for i, name in enumerate(dataset.names):
+        path = root / pattern.replace("{id}", name)
+        if not path.is_file():
+            raise FileNotFoundError(f"no prediction for {name}: {path} is missing")
+        pred, gt = torch.from_numpy(read_label_image(path, "predictions")), dataset.original_labels(i)
+        if pred.shape != gt.shape:
+            raise ValueError(f"{path} is {tuple(pred.shape)} but {dataset.label_path(i)} is {tuple(gt.shape)}: "
+                             "predictions must be at the label file's resolution")
+        preds.append(consecutive_labels(pred))
+        gts.append(consecutive_labels(gt))
+    return evaluate_labels(preds, gts)
