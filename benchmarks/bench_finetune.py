@@ -7,13 +7,14 @@ clutter, less blur), split 80/20 by file id. Both arms go through ``ris-lite tra
 defaults, as a user would run them:
 
 * scratch: a fresh model, the curriculum adapted to the folder's counts;
-* fine-tune: ``--init rosettes`` (the folder read at the shipped model's scale), last stage only;
+* fine-tune: ``--init rosettes``, last stage only;
 
-and both are measured the same way: the RIS loss (eq. 5) on the validation images at the full
+each at every learning rate of ``--lrs``, the folder read at the shipped model's scale; all
+are measured the same way: the RIS loss (eq. 5) on the validation images at the full
 length ``max(n) + 2``, every ``--every`` steps, plus SBD / |DiC| on them at the end (at the
-files' own resolution). Writes ``OUT/finetune.csv``.
+files' own resolution), next to the shipped model untouched. Writes ``OUT/finetune.csv``.
 
-    python benchmarks/bench_finetune.py --steps 300 --every 50
+    python benchmarks/bench_finetune.py --steps 200 --every 40
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main() -> None:
     p.add_argument("--plants", type=int, default=40)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--every", type=int, default=50)
-    p.add_argument("--lr", type=float, default=None, help="both arms (default: the CLI's)")
+    p.add_argument("--lrs", default="2e-3,5e-4", help="learning rates, each for both arms")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/bench_finetune")
     a = p.parse_args()
@@ -62,32 +63,32 @@ def main() -> None:
     data = out / "A1_like"
     if not (data / f"plant{a.plants - 1:03d}_rgb.png").is_file():
         write_folder(data, a.plants)
-    arms = {"scratch": [], "fine-tune": ["--init", "rosettes", "--zoom", "1.8"]}
-    # the same scale for both: the scratch arm reads the folder as the shipped model does
-    arms["scratch"] += ["--zoom", "1.8"]
+    arms = {(arm, lr): [*extra, "--zoom", "1.8", "--lr", lr]
+            for lr in a.lrs.split(",") for arm, extra in (("scratch", []), ("fine-tune", ["--init", "rosettes"]))}
     rows = []
     for steps in range(a.every, a.steps + 1, a.every):
-        for arm, extra in arms.items():  # arms interleaved, chunk by chunk
-            run = out / arm
-            lr = ["--lr", str(a.lr)] if a.lr else []
+        for (arm, lr), extra in arms.items():  # arms interleaved, chunk by chunk
+            run = out / f"{arm}_lr{lr}"
             if steps == a.every:
-                argv = ["train", "--data", f"cvppp:{data}", "--out", str(run), "--quiet", *extra, *lr]
+                argv = ["train", "--data", f"cvppp:{data}", "--out", str(run), "--quiet", *extra]
             else:
                 argv = ["train", "--out", str(run), "--resume", "auto", "--quiet"]
             assert cli([*argv, "--max-steps", str(steps)]) == 0
             loss = full_length_val_loss(run / "last.pt")
-            rows.append({"arm": arm, "step": steps, "val_loss": round(loss, 4)})
-            print(f"{arm:>9} step {steps:4d}: full-length validation loss {loss:.4f}", flush=True)
-    for arm in ["shipped, no training", *arms]:
-        model = ris_lite.load_pretrained() if arm not in arms else model_from_checkpoint(out / arm / "last.pt")
-        split = json.loads((out / "fine-tune" / "split.json").read_text())
-        val = ris_lite.CVPPP(data, size=tuple(model.config.input_size), zoom=1.8, ids=list(split["val"]))
+            rows.append({"arm": arm, "lr": lr, "step": steps, "val_loss": round(loss, 4)})
+            print(f"{arm:>9} lr {lr} step {steps:4d}: full-length validation loss {loss:.4f}", flush=True)
+    some_run = out / f"{next(iter(arms))[0]}_lr{next(iter(arms))[1]}"
+    split = json.loads((some_run / "split.json").read_text())
+    val = ris_lite.CVPPP(data, size=(106, 100), zoom=1.8, ids=list(split["val"]))
+    for key in [("shipped", ""), *arms]:
+        arm, lr = key
+        model = ris_lite.load_pretrained() if arm == "shipped" else model_from_checkpoint(out / f"{arm}_lr{lr}" / "last.pt")
         r = evaluate_model(model, val)
-        rows.append({"arm": arm, "step": a.steps if arm in arms else 0, "val_loss": "", "sbd": round(r["sbd"], 4),
+        rows.append({"arm": arm, "lr": lr, "step": a.steps if lr else 0, "val_loss": "", "sbd": round(r["sbd"], 4),
                      "abs_dic": round(r["abs_dic"], 3)})
-        print(f"{arm:>9} after {a.steps} steps: validation SBD {100 * r['sbd']:.1f}, |DiC| {r['abs_dic']:.2f}")
+        print(f"{arm:>9} lr {lr or '-':>4}: validation SBD {100 * r['sbd']:.1f}, |DiC| {r['abs_dic']:.2f}")
     with open(out / "finetune.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["arm", "step", "val_loss", "sbd", "abs_dic"])
+        w = csv.DictWriter(f, fieldnames=["arm", "lr", "step", "val_loss", "sbd", "abs_dic"])
         w.writeheader()
         w.writerows(rows)
 

@@ -49,7 +49,7 @@ def main() -> None:
     print(f"per image: decode + crop + resize of a 530x500 A1 file {1000 * decode:.1f} ms; "
           f"rendering a synthetic plant {1000 * render:.1f} ms (both cached in memory by the trainer)")
 
-    common = dict(batch_size=4, eval_every=10 ** 9, train_images=a.plants, curriculum=[[8, 11, 20]])
+    common = dict(batch_size=4, eval_every=10 ** 9, train_images=a.plants, curriculum=[[8, 11, 20], [22, 11, 20]])  # stays at stage 0
     trainers = {
         "synthetic": Trainer(TrainConfig(**common), Path(a.out) / "synthetic"),
         "folder": Trainer(TrainConfig(**common, source=f"cvppp:{folder}", data={"zoom": 1.8}, val_fraction=0.2),

@@ -310,7 +310,9 @@ print("label PNG mode:", Image.open(folder / "plant014_label.png").mode)
 # `write_label_png(labels, path, size=(530, 500))` writes a prediction the way the official
 # scorer reads it: an indexed PNG at the original size, background 0, leaves numbered 1..N.
 # The command `ris-lite predict --data cvppp:data/CVPPP/A1 --out predictions/` does this for
-# a whole folder (training chapter).
+# a whole folder (training chapter). Chapter [Your own data](11_your_data) takes real folders
+# end to end: any images with label images, the scale the model expects, scoring at the
+# file's resolution, fine-tuning.
 #
 # ## Exercises
 #

@@ -318,8 +318,10 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 # %% [markdown]
 # ## 7. On the real CVPPP A1 folder
 #
-# Once the A1 folder is in place (data chapter), the same evaluation is one command; the
-# images are resized to the model's 106 × 100 input and the label maps compared at that size:
+# Once the A1 folder is in place (data chapter), the same evaluation is one command. Each
+# photograph is read at the scale the model learned and the prediction is scored against the
+# label file at its own 530 × 500 resolution, as the challenge scores (chapter
+# [Your own data](11_your_data) explains both steps):
 #
 # ```bash
 # ris-lite evaluate --data cvppp:data/CVPPP/A1                 # table
@@ -328,16 +330,17 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 # ris-lite predict  --data cvppp:data/CVPPP/A1 --out predictions/   # label PNGs for the scorer
 # ```
 #
-# The shipped model was trained on synthetic plants only, with the pot zoomed in; expect it
-# to need fine-tuning on real images (exercise 3).
+# The shipped model was trained on synthetic plants only; expect it to need fine-tuning on
+# real images (exercise 3).
 #
 # ## Exercises
 #
 # 1. Sort the test plants by SBD and look at the five worst. Which failure kind dominates?
 # 2. Tune the watershed baseline on the *test* split instead of validation and report how much
 #    the table changes: that is the size of the mistake it would be.
-# 3. Fine-tune the shipped model on real A1 images with `Trainer` and a `CVPPP` dataset (with
-#    `RotateFlip`), and fill in the RIS row of Table 2 for real data.
+# 3. Fine-tune the shipped model on real A1 images (`ris-lite train --data cvppp:… --init
+#    rosettes`, chapter [Your own data](11_your_data)) and fill in the RIS row of Table 2 for
+#    real data.
 # 4. Lower the stop threshold from 0.5 to 0.3 and 0.1: how do DiC and SBD move?
 #
 # ## What this chapter built in `ris_lite`

@@ -253,7 +253,8 @@ Q0 = torch.softmax(-U, 1)
 Q1 = torch.softmax(-U + K @ Q0, 1)  # eq. (10.5)
 
 package = refine_marginals(img_c, masks_c, exact)  # (k+1, h, w)
-same = torch.allclose(package.double().reshape(len(masks_c) + 1, -1).T, Q1, atol=1e-5)
+# float32 inside the package against float64 here; the weight of 24 scales the rounding up
+same = torch.allclose(package.double().reshape(len(masks_c) + 1, -1).T, Q1, atol=1e-4)
 print(f"{h * w} pixels, kernel matrix {tuple(K.shape)}; eq. (10.5) by hand equals ris_lite.crf: {same}")
 assert same
 
@@ -329,7 +330,7 @@ plt.show()
 #
 # The CRF's six numbers ($w_a, \theta_a, \theta_b, w_s, \theta_s, \varepsilon$) and the unary rule
 # were tuned on the **validation** plants only, by a coordinate search
-# (`python benchmarks/tune_crf.py --model rosettes --out ris_lite/pretrained`); the result ships as
+# (`benchmarks/tune_crf.py`, commands in the pretrained README); the result ships as
 # `ris_lite/pretrained/rosettes_crf.json` and `load_pretrained` puts it in `model.crf_config`.
 # The 100 test plants were then scored once, by `python benchmarks/bench_crf.py`, which also
 # timed every arm in the same run. Its output ships with the package:
@@ -370,9 +371,11 @@ gain = [a - b for a, b in zip(stored["ris_crf"], stored["ris"])]
 print(f"RIS+CRF beats RIS on {sum(g > 0 for g in gain)} of {len(gain)} test plants")
 
 # %% [markdown]
-# **Reading the table.** On the paper-faithful model the CRF adds 4.2 SBD points (56.4 % to
-# 60.6 %, on 32 validation plants it added 3.7) and, by construction, leaves the counts alone;
-# on the canvas model (ours, its parameters not re-tuned) it adds 3.3 (52.7 % to 56.0 %). The
+# **Reading the table.** On the paper-faithful model the CRF adds 4.4 SBD points (56.4 % to
+# 60.8 %; on the 32 validation plants it was tuned on, also 4.4) and, by construction, leaves
+# the counts alone; on the canvas model (ours, its parameters not re-tuned) it adds 3.9 (52.7 %
+# to 56.6 %). A first, narrower search had stopped at 60.6 %: widening the grid bought 0.7
+# points on validation and 0.2 on test, so the tuning is near what these unaries allow. The
 # paper gained 9.8 points on A1. Two reasons for the smaller gain here, both measured in this
 # book: our mask grid is only twice as coarse as the image (the paper's was about ten times
 # coarser than A1's photographs), so there is less boundary to win back; and most of what our
@@ -380,9 +383,9 @@ print(f"RIS+CRF beats RIS on {sum(g > 0 for g in gain)} of {len(gain)} test plan
 # which sharper edges do not mend. Letting the CRF drop instances (`keep_count=False`) scored
 # higher on 32 validation plants with a 5-pixel appearance kernel (+4.5 points against +2.8 with
 # `keep_count`) but made |DiC| worse (1.75 against 1.16), because it deletes small leaves along
-# with fragments. The tuned widths are small (an appearance kernel of 3 pixels and 0.08 in
-# colour): on 106 × 100 plants a leaf is 5 to 20 pixels wide, and a wide kernel pulls
-# neighbouring leaves of the same green together.
+# with fragments. The tuned kernel is narrow and strong (2.5 pixels and 0.08 in colour, weight
+# 24; the search switched the smoothness kernel off): on 106 × 100 plants a leaf is 5 to 20
+# pixels wide, and a wide kernel pulls neighbouring leaves of the same green together.
 #
 # ## 7. What it costs
 #
@@ -442,15 +445,18 @@ if have_lattice:
         theirs = lattice_marginals(im, unary, exact)
         agree = (ours.argmax(0) == theirs.argmax(0)).float().mean()
         diff = (ours - theirs).abs().mean()
-        print(f"plant {k}: same label on at least 99 % of pixels: {bool(agree >= 0.99)};"
+        print(f"plant {k}: same label on at least 98 % of pixels: {bool(agree >= 0.98)};"
               f" mean |Q - Q_lattice| below 0.005: {bool(diff < 5e-3)}")
-        assert agree >= 0.99 and diff < 5e-3
+        assert agree >= 0.98 and diff < 5e-3
 
 # %% [markdown]
 # Where the two disagree, the pixel's two best labels are nearly tied: the lattice blurs with
 # a piecewise-linear stand-in for the Gaussian, so its sums are off by a few per cent, enough to
-# tip such pixels (the tests measured 99.7-99.9 % agreement and a mean difference of about
-# $3 \times 10^{-4}$).
+# tip such pixels. The stand-in is coarsest for narrow kernels, and a large weight multiplies
+# its error: with the tuned kernel (2.5 pixels, weight 24) the tests measured 98.5-98.9 %
+# agreement and a mean difference of 1.0-1.5 × 10⁻³; with a 3-pixel kernel of weight 8,
+# 99.3-99.5 % and 6-8 × 10⁻⁴. On 500 × 500 photographs, where the lattice is needed, kernels
+# are wider in pixels and the approximation better.
 #
 # ## Summary
 #
@@ -462,7 +468,7 @@ if have_lattice:
 # * RIS decides the count, the CRF the shapes: the CRF's labels are RIS's instances
 #   (`keep_count`), as the paper's equal DiC columns suggest.
 # * On our small images the exact dense kernel is affordable and agrees with Krähenbühl's
-#   lattice code on more than 99 % of the pixels.
+#   lattice code on about 99 % of the pixels (98.5-98.9 % with the narrow tuned kernel).
 #
 # ## Quick questions
 #

@@ -11,6 +11,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+#: default learning rates of ``train``: a new model, and fine-tuning one (``--init``), where
+#: 2e-3 undid part of what the shipped model knew (benchmarks/bench_finetune.py)
+SCRATCH_LR, FINE_TUNE_LR = 2e-3, 5e-4
+
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
@@ -167,7 +171,8 @@ def _new_trainer(a, out: Path):
                 "sampling_final": a.sampling_final, "sampling_start": a.sampling_start}
     if a.max_steps is not None:
         schedule["max_steps"] = a.max_steps
-    cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
+    lr = a.lr if a.lr is not None else (FINE_TUNE_LR if init is not None else SCRATCH_LR)
+    cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=lr, batch_size=a.batch_size, seed=a.seed,
                       curriculum=curriculum, eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
                       train_images=a.train_images, val_images=a.val_images, patience=a.patience,
                       cpu_bf16=a.cpu_bf16, source=a.data, folder=folder, val_fraction=a.val_fraction)
@@ -228,7 +233,7 @@ def _baseline(a, model, ds) -> dict:
     params, _ = tune_baseline(val, resolution=a.resolution)
     result = evaluate_baseline(ds, params, a.resolution)
     result["params"] = {"min_distance": params.min_distance, "smooth": params.smooth}
-    result["tuned_on"] = f"{len(val)} validation images" + (" (the images scored: not a fair test)"
+    result["tuned_on"] = f"{len(val)} validation image{'s' * (len(val) != 1)}" + (" (the images scored: not a fair test)"
                                                            if a.data != "synthetic" and a.split == "val" else "")
     return result
 
@@ -378,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", default=None,
                    help="fine-tune: start from this checkpoint's weights (or a shipped model name, e.g. rosettes)")
     t.add_argument("--input-size", default=None, help="new model's input 'rows,cols' (default 106,100)")
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 2e-3; 5e-4 with --init, measured in benchmarks/bench_finetune.py)")
     t.add_argument("--batch-size", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=200)

@@ -244,10 +244,11 @@ def test_predict_with_crf_uses_the_tuned_parameters():
 # pydensecrf2 (Krähenbühl's C++ code with the permutohedral lattice) is part of the test extra;
 # `make test` installs it, so this import failing is a broken install, not a reason to skip.
 def test_agrees_with_pydensecrf2_on_plants():
-    """On shipped-model predictions for 3 test plants: >= 99 % of the pixels get the same label
-    and the marginals differ by <= 0.005 on average (measured 99.7-99.9 % and 3e-4); the lattice
-    blurs with an approximate Gaussian, so pixels whose two best labels are nearly tied can
-    flip."""
+    """On shipped-model predictions for 3 test plants: >= 98 % of the pixels get the same label
+    and the marginals differ by <= 0.005 on average (measured with the shipped parameters:
+    98.5-98.9 % and 1.0-1.5e-3; with a 3-pixel kernel of weight 8, 99.3-99.5 % and 6-8e-4). The
+    lattice blurs with an approximate Gaussian, coarsest for narrow kernels, and a large weight
+    amplifies its error, so pixels whose two best labels are nearly tied can flip."""
     from ris_lite import RosetteDataset
 
     model = load_pretrained("rosettes")
@@ -261,7 +262,7 @@ def test_agrees_with_pydensecrf2_on_plants():
         ours = DenseCRF(image, config).mean_field(unary)
         lattice = lattice_marginals(image, unary, config)
         agreement = (ours.argmax(0) == lattice.argmax(0)).float().mean()
-        assert agreement >= 0.99, agreement
+        assert agreement >= 0.98, agreement
         assert (ours - lattice).abs().mean() <= 5e-3
 
 

@@ -287,6 +287,7 @@ def test_cli_fine_tunes_from_the_shipped_model_at_its_scale(tmp_path, capsys):
                  "--quiet", "--eval-every", "100"]) == 0
     cfg = json.loads((out / "last.json").read_text())["config"]
     assert cfg["init"] == "rosettes" and cfg["data"]["zoom"] == 1.8 and len(cfg["curriculum"]) == 1
+    assert cfg["lr"] == 5e-4  # the fine-tuning default
     split = json.loads((out / "split.json").read_text())
     counts = [*split["train"].values(), *split["val"].values()]
     assert cfg["curriculum"] == [[max(counts) + 2, min(counts), max(counts)]]
