@@ -64,6 +64,15 @@ device = ris_lite.pick_device()
 # cell, the forget gate $\boldsymbol{f}$ how much of the old cell survives, the output gate $\boldsymbol{o}$
 # how much of the cell is shown as $\boldsymbol{h}$.
 #
+# ```{figure} figures/convlstm.png
+# :name: fig-convlstm
+# :width: 95%
+#
+# One ConvLSTM cell, eq. (1), after the paper's Fig. 8: the four gates come from one
+# convolution of the input and the previous hidden state; the cell state carries on to the next
+# step, the hidden state to the next layer and step.
+# ```
+#
 # ## 2. Eq. (1), line by line
 #
 # Eight convolutions without bias and four bias vectors, exactly as written:

@@ -40,6 +40,14 @@ device = ris_lite.pick_device()
 # %% [markdown]
 # ## 1. The pipeline of Fig. 2
 #
+# ```{figure} figures/inhibition.png
+# :name: fig-inhibition
+# :width: 95%
+#
+# The two heads on the top ConvLSTM state (after the paper's Fig. 2): the mask branch
+# (eq. S1 below) and the stop score (eq. S3).
+# ```
+#
 # From the hidden state $\boldsymbol{h}_t \in \mathbb{R}^{h'\times w'\times d}$ the mask of step $t$ is
 #
 # $$

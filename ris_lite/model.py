@@ -1,7 +1,7 @@
 """The RIS model: FCN -> stacked ConvLSTM -> spatial inhibition + confidence, Fig. 1.
 
-Explained in the book chapters ``book/03_fcn`` to ``book/05_inhibition``; inference
-(``predict``) in ``book/08_evaluation``.
+Explained in the book chapters ``book/03_fcn`` to ``book/05_inhibition``; the whole forward
+pass and ``predict`` rebuilt by hand in ``book/12_inference``, scored in ``book/08_evaluation``.
 """
 
 from __future__ import annotations

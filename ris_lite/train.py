@@ -169,7 +169,9 @@ class Trainer:
         if key not in self._datasets:
             tf = RotateFlip(generator=self.gen) if split == "train" and self.config.augment else None
             if self.real is not None:  # the split's images with lo..hi instances
-                ids = [i for i in self.split[split] if lo <= self.counts[i] <= hi] or self.split[split]
+                ids = [i for i in self.split[split] if lo <= self.counts[i] <= hi]
+                if not ids:  # only validation can be empty here (check_curriculum): score on all of it
+                    ids = self.split[split]
                 self._datasets[key] = self.real.view(ids, tf)
                 return self._datasets[key]
             n = self.config.train_images if split == "train" else self.config.val_images
@@ -454,6 +456,11 @@ def check_curriculum(data: LabelledFolder, counts: dict, split: dict, curriculum
     for side in ("train", "val"):
         if not split[side]:
             raise ValueError(f"{data.root}: {len(data)} image(s) are too few for a train/validation split")
+    train_counts = [counts[i] for i in split["train"]]
+    for L, lo, hi in curriculum:
+        if not any(lo <= n <= hi for n in train_counts):
+            raise ValueError(f"curriculum stage ({L}, {lo}, {hi}) has no training image with {lo}..{hi} instances "
+                             f"(the training images have {min(train_counts)}..{max(train_counts)})")
 
 
 def load_model(source: str | os.PathLike, device: Optional[str] = None) -> RIS:

@@ -208,6 +208,13 @@ def test_too_many_instances_for_the_curriculum_names_the_label_file(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_curriculum_stage_without_training_images_is_refused(tmp_path):
+    cfg = _cfg(f"folder:{FOLDER16}")
+    cfg.curriculum = [[4, 30, 40], [9, 0, 10]]
+    with pytest.raises(ValueError, match=r"stage \(4, 30, 40\) has no training image with 30..40 instances"):
+        Trainer(cfg, tmp_path / "run")
+
+
 def test_init_loads_the_weights_and_refuses_another_architecture(tmp_path):
     from ris_lite import load_pretrained
 
