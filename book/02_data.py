@@ -314,6 +314,30 @@ print("label PNG mode:", Image.open(folder / "plant014_label.png").mode)
 # end to end: any images with label images, the scale the model expects, scoring at the
 # file's resolution, fine-tuning.
 #
+# ## Summary
+#
+# * An instance label is a *set* of masks: one `(H, W)` map with ids on disk, `(n, H, W)`
+#   booleans in the model, with $n$ changing from image to image.
+# * `make_rosette` draws an A1-like plant from one seed, the same on every machine; the named
+#   splits are fixed seed ranges, and the generator's statistics are compared with A1's.
+# * Augmentation moves the image and every mask with one geometry and drops instances that
+#   leave the frame; batching pads the instance sets and keeps their counts.
+# * `CVPPP` reads the real A1 layout and `write_label_png` writes what the scorer reads.
+#
+# ## Quick questions
+#
+# 1. Why is a split defined by a range of seeds rather than by a list of stored images?
+# 2. Why must the image be rotated bilinearly but the masks by nearest neighbour?
+# 3. What does `collate_instances` return besides the padded masks, and why is it needed?
+#
+# :::{dropdown} Answers
+# 1. A seed range regenerates the same plants anywhere from a few integers; nothing has to be
+#    downloaded or stored, and the test set cannot drift.
+# 2. Interpolated masks would hold values between 0 and 1 at the edges (or, for label maps,
+#    ids that do not exist); the image, on the other hand, should stay smooth.
+# 3. The counts $n_i$: the loss must know which padded masks are real instances.
+# :::
+#
 # ## Exercises
 #
 # 1. Our leaves are split by occlusion more often than A1's. Find which leaves are split
@@ -325,6 +349,14 @@ print("label PNG mode:", Image.open(folder / "plant014_label.png").mode)
 #    whether the watershed baseline of the evaluation chapter suffers more than RIS.
 # 4. Why must augmentation drop instances that leave the frame? What would the loss of
 #    eq. (5) do with an empty ground-truth mask?
+#
+# :::{dropdown} Hints
+# 1. Chapter 8's failure kinds count split leaves; `rosette._merge_slivers` is where small
+#    slivers are merged. 2. `labels_to_masks(labels).sum((1, 2))` gives the areas in working
+#    pixels; multiply by the squared scale to compare with A1. 3. Draw it in `_background` with
+#    the plant's own rng so the split stays reproducible. 4. Soft IoU of a prediction with an
+#    empty mask is 0 however good the prediction is: a target that can never be met.
+# :::
 #
 # ## What this chapter built in `ris_lite`
 #

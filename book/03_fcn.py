@@ -210,6 +210,27 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Summary
+#
+# * The paper's text and the authors' code describe two FCNs: a learned $9 \times 9$ stride-5
+#   first layer, or a fixed bilinear anti-aliasing filter (eq. F1); `ris_lite.FCN` has both.
+# * The output size and the receptive field (eq. F3) follow from the stride and the kernels,
+#   and the receptive field can be measured from the gradient of one output cell.
+# * The features are computed once per image and read by the ConvLSTM at every step.
+#
+# ## Quick questions
+#
+# 1. Why can a $9 \times 9$ convolution bring 530 rows down to 106 only with stride 5?
+# 2. What does the fixed anti-aliasing filter protect against when subsampling?
+# 3. Dilations widen the receptive field; what do they cost in parameters?
+#
+# :::{dropdown} Answers
+# 1. Without a stride a convolution keeps (or barely shrinks) the size; with stride $s$ the
+#    output has about $H/s$ rows, and 530 / 5 = 106.
+# 2. Aliasing: fine texture (moss, noise) folding into false low-frequency patterns.
+# 3. Nothing: a dilated $3 \times 3$ filter still has nine weights per channel pair.
+# :::
+#
 # ## Exercises
 #
 # 1. Train the `variant="learned"` FCN instead (`RIS(fcn_variant="learned")`) for the same
@@ -220,6 +241,14 @@ plt.show()
 #    rosette with fine moss texture why the filter matters (aliasing).
 # 4. Why do coordinate channels hurt? Compare the first masks of `RIS(coords=True)` and
 #    `RIS()` before training and after 300 steps, and try the coordinates scaled to [-0.1, 0.1].
+#
+# :::{dropdown} Hints
+# 1. `Trainer(TrainConfig(model=RISConfig(fcn_variant="learned").to_dict()), out)` trains it;
+#    compare the logs' matched IoU at equal minutes.
+#    2. Use eq. (F3) with $s = 5$, then compare $r^2$ with 1,918. 3. Draw a fine checkerboard
+#    into the background before subsampling. 4. Look at the masks of the first step: with
+#    coordinates, position alone can decide the competition.
+# :::
 #
 # ## What this chapter built in `ris_lite`
 #

@@ -226,6 +226,30 @@ plt.show()
 # The state changes from step to step around the leaves already produced: the memory is
 # spatial, which is the point of the convolutional form.
 #
+# ## Summary
+#
+# * The ConvLSTM (eq. 1) keeps a memory shaped like the image: every product of an LSTM
+#   becomes a convolution, so each cell of the state talks to its neighbours.
+# * The four gates come from one convolution of the input and the hidden state; since RIS's
+#   input never changes, the input half is computed once per sequence.
+# * The forget gate starts open (bias 1) and the weights small, so early training neither
+#   forgets everything nor saturates.
+# * Two layers read the same FCN features at every step; the state is what lets each step
+#   emit a different leaf.
+#
+# ## Quick questions
+#
+# 1. Which of the four gates decides how much of the old cell state survives a step?
+# 2. Why can the input half of the gate convolution be computed once per sequence in RIS, but
+#    not in a video model?
+# 3. With $3 \times 3$ gates, how far can information travel across the state grid in one step?
+#
+# :::{dropdown} Answers
+# 1. The forget gate $\boldsymbol{f}_t$.
+# 2. RIS feeds the same features $\boldsymbol{x}$ at every step; a video changes its input each frame.
+# 3. One cell in each direction per layer, so two cells per step with two layers.
+# :::
+#
 # ## Exercises
 #
 # 1. Count the parameters of one ConvLSTM layer for $d = 30$, $f = 3$, by hand and with
@@ -236,6 +260,13 @@ plt.show()
 #    field of the state grow over the steps now?
 # 4. Time `ConvLSTMCell.forward` against `project_input` + `step` for 20 steps; explain the
 #    difference.
+#
+# :::{dropdown} Hints
+# 1. One convolution from $d + d$ input to $4d$ output channels, plus $4d$ biases.
+#    2. `gate_bias=(0, -3, 0, 0)`; watch the later steps' masks. 3. With $1 \times 1$ gates the
+#    state only mixes through the FCN's receptive field. 4. `project_input` is the input half
+#    of the convolution.
+# :::
 #
 # ## What this chapter built in `ris_lite`
 #

@@ -252,6 +252,29 @@ plt.show()
 # stays near 1 for these first eight steps, as it should. The evaluation chapter measures
 # what the remaining mistakes cost.
 #
+# ## Summary
+#
+# * The mask head makes the grid's cells compete: a $1 \times 1$ convolution, a log-softmax over
+#   all cells, a learned threshold $b$, a sigmoid (eq. S1, Fig. 2).
+# * Where $b$ starts decides whether anything is learned: $b_0 = \ln A$ (eq. S2) puts an
+#   instance of $A$ cells with evenly spread mass exactly at ½.
+# * The stop score max-pools the same state and passes it through a linear layer and a
+#   sigmoid (eq. S3); RIS stops at the first score below ½.
+#
+# ## Quick questions
+#
+# 1. What does the log-softmax force that a per-pixel sigmoid does not?
+# 2. Why does $b \approx 1$ make the masks start near 0 on a $53 \times 50$ grid?
+# 3. Why is the score computed from the same state as the mask?
+#
+# :::{dropdown} Answers
+# 1. The cells share one unit of probability mass, so only one region can be bright at a time.
+# 2. Spread evenly, each of the 2,650 cells has log-probability $-\ln 2650 \approx -7.9$;
+#    $\sigma(-7.9 + 1)$ is about 0.001, and the soft IoU barely moves.
+# 3. The state knows which leaves are done; whether anything is left to segment is a question
+#    about that memory.
+# :::
+#
 # ## Exercises
 #
 # 1. In the toy example, find the smallest $b$ for which two blobs pass the bar. Relate it to
@@ -260,6 +283,13 @@ plt.show()
 # 3. Replace the log-softmax by a plain per-pixel sigmoid (no competition) and train for the
 #    budget of the training chapter. What goes wrong with the masks?
 # 4. Why does a max-pooled score not depend on the image size, while the flattened one does?
+#
+# :::{dropdown} Hints
+# 1. Two blobs pass when the log-probability of each peak plus $b$ exceeds 0. 2. Set
+#    `RISConfig(bias_init=...)` around `inhibition_bias_init(A)`. 3. Replace
+#    `F.log_softmax(logits, 1)` by `logits` in `SpatialInhibition.forward`. 4. A max over cells
+#    has one value per channel whatever the grid; a flattened state has one per cell.
+# :::
 #
 # ## What this chapter built in `ris_lite`
 #

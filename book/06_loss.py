@@ -306,6 +306,28 @@ plt.show()
 # runs the comparison long enough to measure whether, and when, the gap opens.
 
 # %% [markdown]
+# ## Summary
+#
+# * The order in which RIS lists the instances is arbitrary, so the loss matches predictions to
+#   instances first (the Hungarian algorithm) and then scores the matched pairs.
+# * The relaxed IoU (eq. 3) works on soft masks and has a gradient everywhere; eq. (5) adds a
+#   stop term on the scores; autograd gives the gradients of Algorithm 1.
+# * A fixed order punishes correct answers given in another order; the matching removes that.
+#
+# ## Quick questions
+#
+# 1. Why is the matching not differentiated through?
+# 2. What does the soft IoU of a binary (0/1) mask with itself equal, and of two disjoint masks?
+# 3. How does eq. (5) teach the model to stop?
+#
+# :::{dropdown} Answers
+# 1. It is a discrete choice; for a fixed matching the loss is differentiable, and the matching
+#    is recomputed at every step.
+# 2. 1 (when the mask is not empty) and 0. A soft mask scores below 1 even against itself,
+#    which is one more push towards confident masks.
+# 3. Its score term asks $s_t$ to be high for the first $n$ steps and low after them.
+# :::
+#
 # ## Exercises
 #
 # 1. Time `ris_loss` against the per-image reference `ris_lite.loss.per_image_loss` for a
@@ -320,6 +342,14 @@ plt.show()
 #    case where that "loss" is lower for a worse segmentation.
 # 5. Run `experiment` for 600 steps with both losses (a few CPU minutes). When does the gap
 #    open, and how large is it at the end?
+#
+# :::{dropdown} Hints
+# 1. Profile with `torch.profiler` or time the Hungarian call alone. 2. The log-likelihood
+#    averages over pixels, so a small leaf weighs little. 3. A permutation of the targets permutes
+#    the cost matrix's columns, and the optimal matching with it. 4. Let two predictions match
+#    the largest leaf. 5. `experiment(name, steps=600)` for both names of section 7; record the
+#    result every 100 steps.
+# :::
 #
 # ## What this chapter built in `ris_lite`
 #

@@ -351,6 +351,32 @@ for r in curve:
 # The evaluation chapter measures the shipped model on the whole test split and compares it
 # with a classical baseline.
 #
+# ## Summary
+#
+# * A training step unrolls the sequence, matches, backpropagates through time, clips every
+#   gradient element-wise and takes an Adam step.
+# * The curriculum grows the sequence length *and* the number of leaves; each image unrolls
+#   $\min(L, n + 2)$ steps so the stop is trained; the move-on and learning-rate rules are
+#   explicit and logged.
+# * Checkpoints are written atomically and a run resumes exactly; the shipped model, its log
+#   and its learning curve come from one command.
+#
+# ## Quick questions
+#
+# 1. Why does an image with $n$ leaves unroll $\min(L, n + 2)$ steps rather than $L$?
+# 2. What goes wrong if a checkpoint is written in place and the machine dies half-way?
+# 3. Why grow the number of leaves with the sequence length instead of training at A1
+#    difficulty from the start?
+#
+# :::{dropdown} Answers
+# 1. Two steps past the last leaf are enough to train the stop; more would cost time for
+#    nothing.
+# 2. The only copy is half-written and unreadable; writing to a temporary file and renaming it
+#    keeps the old checkpoint until the new one is complete.
+# 3. At A1 difficulty a small RIS first paints the whole plant at every step and takes long to
+#    break the symmetry between look-alike leaves.
+# :::
+#
 # ## Exercises
 #
 # 1. Train with the paper's curriculum (length only: `--curriculum "2,11,20;3,11,20;...;22,11,20"`)
@@ -364,6 +390,13 @@ for r in curve:
 # 5. Train a wider model (`--channels 48`) with `--snapshot-minutes 5` and score it with
 #    `benchmarks/bench_time_to_target.py`. Does it beat the shipped curve at equal minutes? At
 #    equal steps? Try a smaller learning rate for it.
+#
+# :::{dropdown} Hints
+# 1. Keep every other setting of the shipped command. 2. `log.csv` has `images` and `minutes`
+#    columns. 3. Compare the `step` column before and after the interruption. 4. Read the
+#    benchmark's arms in its docstring. 5. `--lr` takes a smaller value; compare at equal
+#    `minutes` in the curves.
+# :::
 #
 # ## What this chapter built in `ris_lite`
 #

@@ -333,6 +333,29 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 # The shipped model was trained on synthetic plants only; expect it to need fine-tuning on
 # real images (exercise 3).
 #
+# ## Summary
+#
+# * The CVPPP measures: SBD (symmetric best Dice over leaves), FgBgDice (the plant mask), DiC
+#   and |DiC| (the count), computed as the challenge computes them.
+# * A classical watershed baseline, tuned on validation only, puts RIS's numbers in context.
+# * Looking at the predictions shows where SBD is lost: leaves covered only in part and leaves
+#   split between two steps, small leaves worst.
+# * Region AP (AP^r) measures instance masks with scores, as in the people experiment.
+#
+# ## Quick questions
+#
+# 1. Why is SBD the *minimum* of the two best-Dice directions?
+# 2. A prediction labels the whole plant as one leaf. Which measures stay good, which collapse?
+# 3. Why tune the baseline on validation and not on the test split?
+#
+# :::{dropdown} Answers
+# 1. Each direction alone can be fooled: many small predicted pieces score well one way, one
+#    big blob the other way.
+# 2. FgBgDice stays high; SBD and DiC collapse.
+# 3. Tuning on test would report a number no one could reproduce on new data: an optimistic
+#    bias of exactly the size exercise 2 measures.
+# :::
+#
 # ## Exercises
 #
 # 1. Sort the test plants by SBD and look at the five worst. Which failure kind dominates?
@@ -342,6 +365,11 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 #    rosettes`, chapter [Your own data](11_your_data)) and fill in the RIS row of Table 2 for
 #    real data.
 # 4. Lower the stop threshold from 0.5 to 0.3 and 0.1: how do DiC and SBD move?
+#
+# :::{dropdown} Hints
+# 1. `metrics.failure_kinds` sorts the misses. 2. Call `tune_baseline` on the test split and
+#    re-score. 3. Chapter 11 has the commands. 4. `RIS.predict(..., score_threshold=0.3)`.
+# :::
 #
 # ## What this chapter built in `ris_lite`
 #
