@@ -40,7 +40,7 @@ print("device:", device.type)
 # %% [markdown]
 # ## 1. Two descriptions of one network
 #
-# RIS reads the image once with a fully convolutional network (FCN) and feeds the resulting
+# RIS reads the image once with a fully convolutional network (FCN) {cite:p}`long2015fcn` and feeds the resulting
 # feature map $\boldsymbol{B} \in \mathbb{R}^{h' \times w' \times d}$ to the recurrent part at every
 # step. For the leaves, the paper's text describes five convolutions, each followed by a
 # ReLU: thirty $9\times9$ filters, then four layers of thirty $3\times3$ filters, producing a

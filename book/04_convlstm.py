@@ -42,8 +42,8 @@ device = ris_lite.pick_device()
 # %% [markdown]
 # ## 1. A memory shaped like the image
 #
-# RIS must remember *where* it has already found leaves. A plain LSTM keeps a vector; the
-# convolutional LSTM keeps a whole feature map: $\boldsymbol{h}_t$ and $\boldsymbol{c}_t$ have $d$ channels on the $h' \times w'$ grid,
+# RIS must remember *where* it has already found leaves. A plain LSTM {cite:p}`hochreiter1997lstm` keeps a vector; the
+# convolutional LSTM {cite:p}`shi2015convlstm` keeps a whole feature map: $\boldsymbol{h}_t$ and $\boldsymbol{c}_t$ have $d$ channels on the $h' \times w'$ grid,
 # and replaces every matrix product of the LSTM by a convolution, so each cell of the state
 # talks only to its neighbours and the same small filters are used everywhere. With input
 # $\boldsymbol{x}_t$ (for RIS: the FCN features $\boldsymbol{B}$, the same at every step):

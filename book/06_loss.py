@@ -101,7 +101,7 @@ print("two empty masks:", ris_lite.soft_iou(torch.zeros(5, 5), torch.zeros(5, 5)
 # $$
 #
 # Only the first $\min(\hat n, n)$ predictions take part. Trying all assignments costs $n!$;
-# the Hungarian algorithm solves (2) in $O(n^3)$. A worked example with three instances and
+# the Hungarian algorithm {cite:p}`kuhn1955hungarian` solves (2) in $O(n^3)$. A worked example with three instances and
 # four predictions, the cost matrix drawn:
 
 # %%

@@ -76,7 +76,7 @@ loss, parts = ris_lite.ris_loss(masks, score_logits, targets.to(device), counts,
 print(f"loss {loss.item():.3f} | matched soft IoU {parts['iou']:.3f}")
 
 # %% [markdown]
-# Backward, then **clip every element of every gradient to $[-5, 5]$**, then Adam. The paper
+# Backward, then **clip every element of every gradient to $[-5, 5]$**, then Adam {cite:p}`kingma2014adam`. The paper
 # clips to avoid exploding gradients through time. The authors' released code applied the
 # clipping to the recurrent part only and left the CNN unclipped; `ris_lite` clips all
 # parameters (`clip_gradients`), which the tests check.

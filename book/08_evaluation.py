@@ -302,7 +302,7 @@ widgets.interact(show_step, t=widgets.IntSlider(value=1, min=1, max=m.shape[1]))
 # predicted masks of the whole data set, ranked by their score, each counted as a hit if it
 # overlaps a not-yet-matched true instance with IoU above a threshold. `metrics.average_precision_r`
 # implements it (all-point interpolation); `average_precision_r_mean` averages the thresholds
-# 0.1, …, 0.9 (the paper's "AP^r Ave"). On our leaves, with $s_t$ as the score:
+# 0.1, …, 0.9 (the paper's "AP^r Ave"; region AP comes from {cite:t}`hariharan2014sds`). On our leaves, with $s_t$ as the score:
 
 # %%
 detections = []

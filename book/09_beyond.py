@@ -103,7 +103,7 @@ plt.show()
 # %% [markdown]
 # ## 3. Lever 2: a canvas of what is done
 #
-# Ren & Zemel (CVPR 2017) give the recurrent network a **canvas**: the union of the masks it
+# Ren & Zemel (CVPR 2017) {cite:p}`ren2017recurrent` give the recurrent network a **canvas**: the union of the masks it
 # has already emitted, as an extra input channel. Then "which leaves are done" is *seen*, not
 # remembered. At inference step $t$ the canvas is what `predict` would already have claimed,
 #
@@ -443,7 +443,7 @@ assert last < first
 # **Further reading.** M. Ren and R. Zemel, *End-to-end instance segmentation with recurrent
 # attention*, CVPR 2017 (the canvas, teacher forcing and scheduled sampling for instance
 # segmentation); S. Bengio et al., *Scheduled sampling for sequence prediction with recurrent
-# neural networks*, NeurIPS 2015; I. Loshchilov and F. Hutter, *SGDR: stochastic gradient
+# neural networks*, NeurIPS 2015 {cite:p}`bengio2015scheduled`; I. Loshchilov and F. Hutter, *SGDR: stochastic gradient
 # descent with warm restarts*, ICLR 2017 (the cosine schedule); A. Salvador et al., *Recurrent
 # neural networks for semantic instance segmentation* (RSIS), 2017 (skip connections to the
 # mask head).

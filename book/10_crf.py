@@ -19,7 +19,7 @@
 #
 # * how RIS's soft masks become the label probabilities of a CRF (eqs. 10.1, 10.2);
 # * the Gibbs energy of a dense CRF with Potts penalties and Gaussian kernels (eqs. 10.3, 10.4),
-#   as in Krähenbühl & Koltun (NIPS 2011), the CRF the paper's RIS+CRF builds on;
+#   as in Krähenbühl & Koltun (NIPS 2011) {cite:p}`kraehenbuehl2011densecrf`, the CRF the paper's RIS+CRF builds on;
 # * mean-field inference (eq. 10.5), why each of its updates lowers a free energy (eq. 10.6),
 #   and one iteration built by hand and checked against `ris_lite.crf`;
 # * what the exact dense kernel costs, and how it compares with Krähenbühl's permutohedral
@@ -221,7 +221,7 @@ plt.show()
 # has a pairwise part that is concave in $Q$ (the kernel matrix is positive semi-definite, and
 # the Potts matrix is $-I$ on the directions that keep $\sum_l Q_i(l) = 1$). Replacing it by its
 # tangent at the current $Q$ gives an upper bound whose exact minimiser is eq. (10.5), so no update
-# can raise $F$ (Krähenbühl & Koltun, ICML 2013). On a one-hot $Q$, eq. (10.6) is exactly the
+# can raise $F$ (Krähenbühl & Koltun, ICML 2013 {cite:p}`kraehenbuehl2013parameter`). On a one-hot $Q$, eq. (10.6) is exactly the
 # Gibbs energy (10.3) of that labelling.
 #
 # One iteration by hand, on a 40 × 40 crop so that the whole kernel matrix fits in a small
@@ -526,4 +526,5 @@ if have_lattice:
 # potentials and the permutohedral lattice); P. Krähenbühl and V. Koltun, ICML 2013 (learning
 # the parameters, and why concave compatibilities make mean field converge); L.-C. Chen et al.,
 # ICLR 2015 (DeepLab: a dense CRF after a convolutional network); S. Zheng et al., *CRF as RNN*,
-# ICCV 2015 (the CRF as a layer, the extension the paper's discussion proposes).
+# ICCV 2015 (the CRF as a layer, the extension the paper's discussion proposes)
+# {cite:p}`kraehenbuehl2011densecrf,kraehenbuehl2013parameter,chen2015deeplab,zheng2015crfrnn`.

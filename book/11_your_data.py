@@ -437,4 +437,5 @@ assert code == 2 and not (broken.parent / "run").exists()
 # **Further reading.** H. Scharr et al., *Leaf segmentation in plant phenotyping: a collation
 # study*, Machine Vision and Applications 2016 (the CVPPP data and how the entries were scored);
 # M. Minervini et al., Pattern Recognition Letters 2016 (the A1-A3 data sets); J. Yosinski et al.,
-# NIPS 2014 (how transferable the features of a trained network are).
+# NIPS 2014 (how transferable the features of a trained network are)
+# {cite:p}`scharr2016leaf,minervini2016datasets,yosinski2014transferable`.
