@@ -346,12 +346,12 @@ print("label PNG mode:", Image.open(folder / "plant014_label.png").mode)
 # 2. Plot the histogram of leaf *areas* of the generator against the A1 percentiles. Which
 #    leaves are too small or too large?
 # 3. Add a fourth kind of clutter to `_background` (e.g. a plant label stick) and measure
-#    whether the watershed baseline of the evaluation chapter suffers more than RIS.
+#    whether the watershed baseline of the {doc}`evaluation chapter <08_evaluation>` suffers more than RIS.
 # 4. Why must augmentation drop instances that leave the frame? What would the loss of
 #    eq. (5) do with an empty ground-truth mask?
 #
 # :::{dropdown} Hints
-# 1. Chapter 8's failure kinds count split leaves; `rosette._merge_slivers` is where small
+# 1. Chapter {doc}`Evaluation <08_evaluation>`'s failure kinds count split leaves; `rosette._merge_slivers` is where small
 #    slivers are merged. 2. `labels_to_masks(labels).sum((1, 2))` gives the areas in working
 #    pixels; multiply by the squared scale to compare with A1. 3. Draw it in `_background` with
 #    the plant's own rng so the split stays reproducible. 4. Soft IoU of a prediction with an

@@ -86,7 +86,7 @@ plt.show()
 #
 # With $k=9, s=5, p=2$: $530 \to 106$ and $500 \to 100$, the $106\times100$ grid of the paper.
 # The four $3\times3$ layers have padding 1 and keep the size. Our benchmark images are already
-# $106\times100$ (see the data chapter), and we use stride 2 (kernel 3, padding 1), which gives
+# $106\times100$ (see the {doc}`data chapter <02_data>`), and we use stride 2 (kernel 3, padding 1), which gives
 # a $53 \times 50$ grid.
 
 # %%
@@ -188,7 +188,7 @@ for variant, stride, dilations in [("downsample", 5, None), ("learned", 5, None)
 # ## 5. Feature maps of a rosette
 #
 # The paper's Fig. 6 shows the FCN channels of a Pascal image. Here are the 30 channels of the
-# shipped plant model (`load_pretrained`, trained in the training chapter) on a test plant.
+# shipped plant model (`load_pretrained`, trained in the {doc}`training chapter <07_training>`) on a test plant.
 # Some channels light up on leaf blades, some on leaf edges and the gaps between leaves, some
 # on soil and moss.
 
@@ -234,7 +234,7 @@ plt.show()
 # ## Exercises
 #
 # 1. Train the `variant="learned"` FCN instead (`RIS(fcn_variant="learned")`) for the same
-#    budget as the training chapter. Does learning the first layer help at this data size?
+#    budget as the {doc}`training chapter <07_training>`. Does learning the first layer help at this data size?
 # 2. With stride 5 on the A1 frame, what is the receptive field in *A1 pixels*, and how does it
 #    compare with the median leaf area of 1,918 pixels?
 # 3. Replace the fixed anti-aliasing filter by plain subsampling (`x[:, :, ::s, ::s]`). Show on a

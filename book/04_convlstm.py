@@ -254,7 +254,7 @@ plt.show()
 #
 # 1. Count the parameters of one ConvLSTM layer for $d = 30$, $f = 3$, by hand and with
 #    `sum(p.numel() for p in cell.parameters())`.
-# 2. Set the forget-gate bias to $-3$ and train for the budget of the training chapter. What
+# 2. Set the forget-gate bias to $-3$ and train for the budget of the {doc}`training chapter <07_training>`. What
 #    happens to the later steps of the sequence?
 # 3. Replace the $3\times3$ gates by $1\times1$ (the people model). How does the receptive
 #    field of the state grow over the steps now?

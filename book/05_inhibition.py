@@ -281,7 +281,7 @@ plt.show()
 #    the log-probabilities of the blobs' peaks.
 # 2. Repeat the measured run with $b_0 = \ln A \pm 2$. How sensitive is early learning to $b_0$?
 # 3. Replace the log-softmax by a plain per-pixel sigmoid (no competition) and train for the
-#    budget of the training chapter. What goes wrong with the masks?
+#    budget of the {doc}`training chapter <07_training>`. What goes wrong with the masks?
 # 4. Why does a max-pooled score not depend on the image size, while the flattened one does?
 #
 # :::{dropdown} Hints

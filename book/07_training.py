@@ -344,7 +344,7 @@ for r in curve:
 #   confident step keeps a pixel) beat the defaults by 0.007 SBD (0.545 against 0.538) for
 #   the previous checkpoint;
 # * where it is lost: few leaves are missed outright, most are found but only partly covered
-#   (the evaluation chapter takes SBD apart leaf by leaf);
+#   (the {doc}`evaluation chapter <08_evaluation>` takes SBD apart leaf by leaf);
 # * coordinate input channels (`--coords`, see the FCN chapter) made learning worse;
 # * for scale: the paper's RIS reached SBD 56.8 % and |DiC| 1.1 on the real CVPPP A1.
 #

@@ -368,7 +368,7 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 #
 # :::{dropdown} Hints
 # 1. `metrics.failure_kinds` sorts the misses. 2. Call `tune_baseline` on the test split and
-#    re-score. 3. Chapter 11 has the commands. 4. `RIS.predict(..., score_threshold=0.3)`.
+#    re-score. 3. Chapter {doc}`Your own data <11_your_data>` has the commands. 4. `RIS.predict(..., score_threshold=0.3)`.
 # :::
 #
 # ## What this chapter built in `ris_lite`

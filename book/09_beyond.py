@@ -62,7 +62,7 @@ PRETRAINED = Path(ris_lite.__file__).resolve().parent / "pretrained"
 # * Half of the budget was spent at a learning rate too small to move anything.
 # * The model must remember, in its hidden state alone, which leaves it has already emitted.
 #   When that memory is vague, a step paints the rest of a half-finished leaf, or half of a
-#   neighbour: exactly the fragments of the evaluation chapter's figure.
+#   neighbour: exactly the fragments of the {doc}`evaluation chapter <08_evaluation>`'s figure.
 #
 # ## 2. Lever 1: a schedule that spans the run
 #
@@ -303,7 +303,7 @@ for name, r in shipped.items():
     print(f"{name:<18}{100 * r['sbd']:>8.1f}{r['abs_dic']:>8.2f}{r['dic']:>8.2f}{100 * r['fgbg_dice']:>8.1f}")
 
 # %% [markdown]
-# The same five test plants as the evaluation chapter's figure, predicted live:
+# The same five test plants as the {doc}`evaluation chapter <08_evaluation>`'s figure, predicted live:
 
 # %%
 models = {name: ris_lite.load_pretrained(name).to(device) for name in shipped}
@@ -415,7 +415,7 @@ assert last < first
 #    `RISConfig(canvas_iterations=3)` (three ConvLSTM iterations per emitted mask) and compare
 #    at equal CPU-minutes. What does it cost per sample?
 # 5. Combine the canvas with the finer grid (`fcn_stride=1`). Where in the per-leaf analysis of
-#    the evaluation chapter would you expect the gain?
+#    the {doc}`evaluation chapter <08_evaluation>` would you expect the gain?
 # 6. Write a schedule that keeps the paper's rate through the curriculum and starts a cosine
 #    when the last stage begins (`Trainer.after_validation` knows when). Compare it with the
 #    plateau rule over the shipped 3,000 steps.

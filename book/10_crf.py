@@ -12,7 +12,7 @@
 # The paper's best rows, for people and for leaves, are not RIS alone but **RIS+CRF**: RIS's
 # masks refined by a fully connected conditional random field (CRF). On CVPPP A1 the CRF lifts
 # SBD from 56.8 % to 66.6 % and leaves the counts untouched (Table 2). The paper's reason is the
-# one the evaluation chapter diagnosed: the ConvLSTM works on a coarse grid, so the edges of its
+# one the {doc}`evaluation chapter <08_evaluation>` diagnosed: the ConvLSTM works on a coarse grid, so the edges of its
 # masks are coarse too. A CRF moves every boundary back onto the image's own edges.
 #
 # **What you will learn**

@@ -131,7 +131,7 @@ for i in range(len(cells)):
 #
 # The shipped model was trained on 106 × 100 images showing the central part of an A1-sized
 # frame: the synthetic generator draws the whole 530 × 500 scene and keeps its central
-# $1/z$ with $z = 1.8$ (chapter 2). What a convolutional network learns is tied to the size of
+# $1/z$ with $z = 1.8$ (chapter {doc}`Data <02_data>`). What a convolutional network learns is tied to the size of
 # things in pixels (a leaf of a given area, a ConvLSTM receptive field of a given reach), so a
 # real photograph must be shown to the model at the same **scale**, not merely at the same
 # resolution. For a file of $H \times W$ pixels the reader takes the central box
@@ -252,7 +252,7 @@ assert split == split_ids(full.names[::-1], 0.2) and not set(split["train"]) & s
 # %% [markdown]
 # ## 5. Fine-tuning the shipped model
 #
-# Real images cannot be drawn with a chosen number of leaves, so the curriculum of chapter 7 is
+# Real images cannot be drawn with a chosen number of leaves, so the curriculum of chapter {doc}`Training <07_training>` is
 # adapted: every stage uses all training images and only the unrolled length grows, up to
 # $\max n + 2$ steps, so that every image's stop signal is trained
 # (`ris_lite.train.real_curriculum`). A model that already segments long sequences needs no
@@ -323,7 +323,7 @@ assert final[("fine-tune", "5e-4")] > final[("shipped", "")] > final[("fine-tune
 #
 # ## 6. Score, write, check
 #
-# `evaluate --baseline` also runs the watershed pipeline of chapter 8, after tuning its two
+# `evaluate --baseline` also runs the watershed pipeline of chapter {doc}`Evaluation <08_evaluation>`, after tuning its two
 # knobs on the data's **own** validation split (the Table 2 entrants tuned on A1's training
 # images; a baseline tuned on other data would be an unfair opponent). `predict` writes one
 # palette PNG per image at the file's size, which is what the CVPPP scorer reads, and `score`

@@ -9,8 +9,8 @@
 # %% [markdown]
 # # Putting it together: inference step by step
 #
-# The earlier chapters built RIS one part at a time: the FCN (chapter 3), the ConvLSTM of
-# eq. (1) (chapter 4), the spatial inhibition and the stop score (chapter 5). Until now the
+# The earlier chapters built RIS one part at a time: the FCN (chapter {doc}`The FCN <03_fcn>`), the ConvLSTM of
+# eq. (1) (chapter {doc}`ConvLSTM <04_convlstm>`), the spatial inhibition and the stop score (chapter {doc}`Spatial inhibition <05_inhibition>`). Until now the
 # whole model ran as `RIS.forward` and its answer came out of `RIS.predict`, two black boxes.
 # This chapter opens both. It wires the parts together by hand, runs the loop one step at a time
 # on a test plant, applies the three rules that turn soft masks into a label map, and watches
@@ -61,7 +61,7 @@ print(f"test plant 3: {n_true} leaves, image {tuple(image.shape)}")
 #
 # The FCN turns the image $\boldsymbol{I}$ into a feature map $\boldsymbol{x}$ once; the same
 # $\boldsymbol{x}$ is the input of every step. A step $t$ then does four things. The two ConvLSTM
-# layers update their states with eq. (1) (chapter 4), the first layer reading $\boldsymbol{x}$,
+# layers update their states with eq. (1) (chapter {doc}`ConvLSTM <04_convlstm>`), the first layer reading $\boldsymbol{x}$,
 # the second reading the first layer's output:
 #
 # $$
@@ -70,7 +70,7 @@ print(f"test plant 3: {n_true} leaves, image {tuple(image.shape)}")
 # \tag{12.1}
 # $$
 #
-# all states starting at zero. The spatial inhibition of chapter 5 reads the top state
+# all states starting at zero. The spatial inhibition ({doc}`chapter <05_inhibition>`) reads the top state
 # $\boldsymbol{h}_t$: a $1 \times 1$ convolution gives one number per cell of the grid, a
 # log-softmax over **all** cells makes them compete, and the learned threshold $b$ decides
 # which cells are in the mask (eq. S1):
@@ -88,7 +88,7 @@ print(f"test plant 3: {n_true} leaves, image {tuple(image.shape)}")
 # $$
 #
 # Written out with plain `torch` functions and the shipped model's weights (the LSTM update is
-# eq. (1) with the four gates of one convolution, as chapter 4 fused them):
+# eq. (1) with the four gates of one convolution, as chapter {doc}`ConvLSTM <04_convlstm>` fused them):
 
 # %%
 def lstm_update(conv: torch.nn.Conv2d, x, h, c):
@@ -130,7 +130,7 @@ assert same
 
 # %% [markdown]
 # They differ by float rounding only: the package computes the first layer's input half
-# of the gates once per sequence (the input never changes, chapter 4) and adds the recurrent
+# of the gates once per sequence (the input never changes, chapter {doc}`ConvLSTM <04_convlstm>`) and adds the recurrent
 # half at each step, which sums the same numbers in another order.
 #
 # ## 2. From soft masks to a label map
@@ -219,7 +219,7 @@ plt.show()
 
 # %% [markdown]
 # The same question over many plants: how far from the true count does the model stop? That
-# difference is DiC (chapter 8), counted here from the steps kept, on the first 40 test plants.
+# difference is DiC (chapter {doc}`Evaluation <08_evaluation>`), counted here from the steps kept, on the first 40 test plants.
 
 # %%
 batch = torch.stack([test[i][0] for i in range(40)]).to(device)
@@ -241,7 +241,7 @@ plt.show()
 
 # %% [markdown]
 # Steps kept and leaves labelled differ when a kept step wins no pixel of its own (its leaf
-# was already claimed), which is why DiC in chapter 8, counted on label maps, can be lower.
+# was already claimed), which is why DiC in chapter {doc}`Evaluation <08_evaluation>`, counted on label maps, can be lower.
 #
 # ## 4. A step slider
 #
@@ -309,7 +309,7 @@ widgets.interact(show_step, t=widgets.IntSlider(min=1, max=K + 1, value=1, descr
 # :::{dropdown} Hints
 # 1. `ris_lite.metrics.evaluate_labels` scores a list of label maps. 2. Pass the convolution's
 #    output through `torch.sigmoid(logits + model.inhibition.b)`; keep the rest. 3. Use `dic`
-#    from section 3 and `np.argmax`. 4. Chapter 4: the input half of the first layer's gates.
+#    from section 3 and `np.argmax`. 4. Chapter {doc}`ConvLSTM <04_convlstm>`: the input half of the first layer's gates.
 # :::
 #
 # ## What this chapter built in `ris_lite`
