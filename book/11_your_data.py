@@ -434,8 +434,7 @@ assert code == 2 and not (broken.parent / "run").exists()
 # `evaluate --resolution`; `benchmarks/bench_finetune.py`, `benchmarks/bench_real_loader.py`.
 # Their docstrings are in the [API reference](api).
 #
-# **Further reading.** H. Scharr et al., *Leaf segmentation in plant phenotyping: a collation
-# study*, Machine Vision and Applications 2016 (the CVPPP data and how the entries were scored);
-# M. Minervini et al., Pattern Recognition Letters 2016 (the A1-A3 data sets); J. Yosinski et al.,
-# NIPS 2014 (how transferable the features of a trained network are)
-# {cite:p}`scharr2016leaf,minervini2016datasets,yosinski2014transferable`.
+# **Further reading.** Scharr and colleagues compare the CVPPP challenge entries and explain
+# how they were scored {cite:p}`scharr2016leaf`; Minervini and colleagues describe the A1-A3
+# data {cite:p}`minervini2016datasets`; Yosinski and colleagues measure how well a trained
+# network's features carry over to a new task {cite:p}`yosinski2014transferable`.

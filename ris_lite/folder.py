@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .rosette import labels_to_masks
+from .rosette import LabelMapDataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LABEL_EXTENSIONS = (".png", ".tif", ".tiff")
@@ -120,11 +120,12 @@ def _pattern_regex(pattern: str, id_regex: str) -> Tuple[str, re.Pattern]:
     return folder, re.compile(f"^{re.escape(head)}(?P<id>{id_regex}){re.escape(tail)}{ext}$", re.IGNORECASE)
 
 
-class LabelledFolder(torch.utils.data.Dataset):
+class LabelledFolder(LabelMapDataset):
     """A folder of images and instance-label images.
 
     Item ``i`` is ``(image (3, h, w) float32, masks (n, h, w) bool)`` at the working size
-    ``size = (h, w)`` (the original size when ``None``), from the central ``1/zoom`` of the frame.
+    ``size = (h, w)`` (the original size when ``None``), from the central ``1/zoom`` of the frame;
+    ``labels(i)`` is its ``(h, w)`` label map with the file's raw ids (gaps kept).
 
     Args:
         root: the folder.
@@ -262,17 +263,6 @@ class LabelledFolder(torch.utils.data.Dataset):
     def image(self, i: int) -> torch.Tensor:
         """Item i's ``(3, h, w)`` image at the working size."""
         return self._item(i)[0]
-
-    def labels(self, i: int) -> torch.Tensor:
-        """Item i's ``(h, w)`` int64 label map at the working size (raw ids, gaps kept)."""
-        return self._item(i)[1]
-
-    def __getitem__(self, i: int):
-        image, labels = self._item(i)
-        masks = labels_to_masks(labels)
-        if self.transform is not None:
-            image, masks = self.transform(image, masks)
-        return image, masks
 
     def view(self, ids: Sequence[str], transform=None) -> LabelledFolder:
         """The same folder restricted to ``ids`` (a split, a curriculum stage), sharing the

@@ -281,7 +281,25 @@ def masks_to_labels(masks: torch.Tensor) -> torch.Tensor:
     return labels
 
 
-class RosetteDataset(torch.utils.data.Dataset):
+class LabelMapDataset(torch.utils.data.Dataset):
+    """Base of the data sets whose ``_item(i)`` gives ``(image (3,H,W), labels (H,W))``: item
+    ``i`` is ``(image, masks (n,H,W) bool)``, passed through ``self.transform`` when set."""
+
+    transform = None
+
+    def labels(self, i: int) -> torch.Tensor:
+        """The ``(H, W)`` int64 label map of item ``i`` (before any transform)."""
+        return self._item(i)[1]
+
+    def __getitem__(self, i: int):
+        image, labels = self._item(i)
+        masks = labels_to_masks(labels)
+        if self.transform is not None:
+            image, masks = self.transform(image, masks)
+        return image, masks
+
+
+class RosetteDataset(LabelMapDataset):
     """A fixed, named split of synthetic rosettes.
 
     Item ``i`` is ``(image (3, H, W) float32, masks (n, H, W) bool)``, drawn from seed
@@ -306,10 +324,6 @@ class RosetteDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.seeds)
 
-    def labels(self, i: int) -> torch.Tensor:
-        """The ``(H, W)`` int64 label map of item ``i`` (before any transform)."""
-        return self._item(i)[1]
-
     def _item(self, i: int):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} items")
@@ -320,10 +334,3 @@ class RosetteDataset(torch.utils.data.Dataset):
         if self._cache is not None:
             self._cache[i] = item
         return item
-
-    def __getitem__(self, i: int):
-        image, labels = self._item(i)
-        masks = labels_to_masks(labels)
-        if self.transform is not None:
-            image, masks = self.transform(image, masks)
-        return image, masks
