@@ -48,6 +48,7 @@ device = ris_lite.pick_device()
 # talks only to its neighbours and the same small filters are used everywhere. With input
 # $\boldsymbol{x}_t$ (for RIS: the FCN features $\boldsymbol{B}$, the same at every step):
 #
+# (eq-1)=
 # $$
 # \begin{aligned}
 # \boldsymbol{i}_t &= \sigma(\boldsymbol{w}_{xi} * \boldsymbol{x}_t + \boldsymbol{w}_{hi} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_i) &

@@ -67,7 +67,7 @@ print(f"soft IoU of the swapped pairs: {ris_lite.soft_iou(pred, truth.flip(0)).t
 #
 # $$
 # f_{\mathrm{IoU}}(\hat{\boldsymbol{y}}, \boldsymbol{y}) =
-# \frac{\langle \hat{\boldsymbol{y}}, \boldsymbol{y}\rangle}{\|\hat{\boldsymbol{y}}\|_1 + \|\boldsymbol{y}\|_1 - \langle \hat{\boldsymbol{y}}, \boldsymbol{y}\rangle + \varepsilon}. \tag{3a}
+# \frac{\langle \hat{\boldsymbol{y}}, \boldsymbol{y}\rangle}{\|\hat{\boldsymbol{y}}\|_1 + \|\boldsymbol{y}\|_1 - \langle \hat{\boldsymbol{y}}, \boldsymbol{y}\rangle + \varepsilon}. \tag{6.1}
 # $$
 #
 # On binary masks it is the usual intersection over union; on soft masks it is smooth. Two
@@ -77,7 +77,7 @@ print(f"soft IoU of the swapped pairs: {ris_lite.soft_iou(pred, truth.flip(0)).t
 # and $U$ the denominator, its gradient is
 #
 # $$
-# \frac{\partial f_{\mathrm{IoU}}}{\partial \hat{y}_u} = \frac{y_u\,U - I\,(1 - y_u)}{U^2}, \tag{3b}
+# \frac{\partial f_{\mathrm{IoU}}}{\partial \hat{y}_u} = \frac{y_u\,U - I\,(1 - y_u)}{U^2}, \tag{6.2}
 # $$
 #
 # positive on the true mask and negative outside it. Autograd agrees:
@@ -86,18 +86,34 @@ print(f"soft IoU of the swapped pairs: {ris_lite.soft_iou(pred, truth.flip(0)).t
 p = torch.rand(20, 20, requires_grad=True)
 ris_lite.soft_iou(p, truth[0]).backward()
 assert torch.allclose(p.grad, soft_iou_grad(p.detach(), truth[0]), atol=1e-7)
-print("autograd == eq. (3b):", True)
+print("autograd == eq. (6.2):", True)
 print("two empty masks:", ris_lite.soft_iou(torch.zeros(5, 5), torch.zeros(5, 5)).item())
 
 # %% [markdown]
 # ## 3. Matching predictions to instances
 #
-# With $\hat{n}$ predictions and $n$ instances, RIS scores a matching $\delta \in \{0,1\}^{\hat n \times n}$
-# (each prediction to at most one instance and vice versa, eq. 4) by its total IoU and keeps
-# the best one:
+# With $\hat{n}$ predictions and $n$ instances, a matching is a 0/1 matrix $\delta$ that pairs
+# each prediction with at most one instance and each instance with at most one prediction:
 #
+# (eq-4)=
 # $$
-# \max_{\delta \in \mathcal{S}} \sum_{\hat t = 1}^{\min(\hat n, n)} \sum_{t=1}^{n} f_{\mathrm{IoU}}(\hat{\boldsymbol{Y}}_{\hat t}, \boldsymbol{Y}_t)\, \delta_{\hat t, t}. \tag{2}
+# \mathcal{S} = \Bigl\{ \delta \in \{0,1\}^{\hat n \times n} :\ \textstyle\sum_{t} \delta_{\hat t, t} \le 1 \ \forall \hat t,
+# \ \ \sum_{\hat t} \delta_{\hat t, t} \le 1 \ \forall t \Bigr\}. \tag{4}
+# $$
+#
+# A matching is scored by the relaxed IoU (6.1) of the pairs it makes,
+#
+# (eq-3)=
+# $$
+# f_{\mathrm{Match}}(\hat{\boldsymbol{Y}}, \boldsymbol{Y}, \delta) = \sum_{\hat t = 1}^{\min(\hat n, n)} \sum_{t=1}^{n}
+# f_{\mathrm{IoU}}(\hat{\boldsymbol{Y}}_{\hat t}, \boldsymbol{Y}_t)\, \delta_{\hat t, t}, \tag{3}
+# $$
+#
+# and RIS keeps the best one:
+#
+# (eq-2)=
+# $$
+# \max_{\delta \in \mathcal{S}} f_{\mathrm{Match}}(\hat{\boldsymbol{Y}}, \boldsymbol{Y}, \delta). \tag{2}
 # $$
 #
 # Only the first $\min(\hat n, n)$ predictions take part. Trying all assignments costs $n!$;
@@ -136,6 +152,7 @@ plt.show()
 #
 # The score term asks $s_t = 1$ while $t \le n$ and $s_t = 0$ after:
 #
+# (eq-5)=
 # $$
 # \ell(\hat{\boldsymbol{Y}}, \boldsymbol{s}, \boldsymbol{Y}) = \min_{\delta \in \mathcal{S}}
 # -\sum_{\hat t} \sum_{t} f_{\mathrm{IoU}}(\hat{\boldsymbol{Y}}_{\hat t}, \boldsymbol{Y}_t)\,\delta_{\hat t,t}
@@ -195,7 +212,7 @@ describe(3, 0)
 #
 # The paper's Algorithm 1 writes the backward pass by hand: for each matched pair the
 # gradient of $-f_{\mathrm{IoU}}$, for each score $\lambda f'_{\mathrm{BCE}}$, nothing for unmatched
-# masks. We take autograd's gradient of `ris_loss` and rebuild Algorithm 1's from (3b):
+# masks. We take autograd's gradient of `ris_loss` and rebuild Algorithm 1's from (6.2):
 
 # %%
 masks = torch.rand(1, 4, 12, 12, generator=g, requires_grad=True)
@@ -310,7 +327,7 @@ plt.show()
 #
 # * The order in which RIS lists the instances is arbitrary, so the loss matches predictions to
 #   instances first (the Hungarian algorithm) and then scores the matched pairs.
-# * The relaxed IoU (eq. 3) works on soft masks and has a gradient everywhere; eq. (5) adds a
+# * The relaxed IoU (eq. 6.1, inside the paper's eq. 3) works on soft masks and has a gradient everywhere; eq. (5) adds a
 #   stop term on the scores; autograd gives the gradients of Algorithm 1.
 # * A fixed order punishes correct answers given in another order; the matching removes that.
 #

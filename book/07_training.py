@@ -47,7 +47,7 @@ print("device:", device.type, "| full configuration:", FULL)
 # %% [markdown]
 # ## 1. One training step, cell by cell
 #
-# The whole sequence is unrolled for $T$ steps and the loss of eq. (5) is summed over it, so
+# The whole sequence is unrolled for $T$ steps and the loss of {ref}`eq. (5) <eq-5>` is summed over it, so
 # back-propagation runs through all $T$ copies of the ConvLSTM (*back-propagation through
 # time*). An image with $n$ leaves is unrolled $\min(L, n + 2)$ steps, where $L$ is the
 # curriculum's current length: $n$ steps to find the leaves and two to learn to stop.

@@ -61,7 +61,7 @@ print(f"test plant 3: {n_true} leaves, image {tuple(image.shape)}")
 #
 # The FCN turns the image $\boldsymbol{I}$ into a feature map $\boldsymbol{x}$ once; the same
 # $\boldsymbol{x}$ is the input of every step. A step $t$ then does four things. The two ConvLSTM
-# layers update their states with eq. (1) (chapter {doc}`ConvLSTM <04_convlstm>`), the first layer reading $\boldsymbol{x}$,
+# layers update their states with {ref}`eq. (1) <eq-1>` (chapter {doc}`ConvLSTM <04_convlstm>`), the first layer reading $\boldsymbol{x}$,
 # the second reading the first layer's output:
 #
 # $$

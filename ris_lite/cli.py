@@ -21,11 +21,11 @@ class CLIError(Exception):
 
 
 def _check_data(spec: str) -> None:
-    if spec == "synthetic":
+    if spec in ("synthetic", "people"):
         return
     kind, _, root = spec.partition(":")
-    if kind not in ("cvppp", "folder") or not root:
-        raise CLIError(f"--data must be 'synthetic', 'cvppp:PATH' or 'folder:PATH', got {spec!r}")
+    if kind not in ("cvppp", "folder", "voc") or not root:
+        raise CLIError(f"--data must be 'synthetic', 'people', 'cvppp:PATH', 'folder:PATH' or 'voc:PATH', got {spec!r}")
     if not Path(root).is_dir():
         raise CLIError(f"--data {spec}: no such folder {root!r}")
 
@@ -54,6 +54,9 @@ def _dataset(a, model, split: Optional[str], require_labels: bool = True):
     its split by file id)."""
     from .rosette import RosetteDataset
 
+    if _is_people(a.data):
+        raise CLIError(f"--data {a.data}: people data is scored by region AP with `ris-lite evaluate`; "
+                       "predict and score write and read leaf label files")
     if a.data == "synthetic":
         opts = dict(getattr(model, "data_options", {}) or {})
         try:
@@ -106,17 +109,23 @@ def _new_model_config(a):
         if flags:
             raise CLIError(f"{flags[0]} does not combine with --init (the model comes from the checkpoint)")
         return init.config, init
+    if _is_people(a.data):  # the paper's people configuration (FCN-8s, 1x1 gates), scaled by --fcn-width
+        from .people import people_model_config
+
+        if a.fcn_width <= 0:
+            raise CLIError(f"--fcn-width must be positive, got {a.fcn_width}")
+        size = _input_size(a) or ((128, 128) if a.data == "people" else (500, 500))
+        # from scratch the FCN needs BatchNorm; ImageNet weights are plain VGG16 unless asked
+        batch_norm = (not a.imagenet) if a.fcn_batch_norm is None else a.fcn_batch_norm
+        return people_model_config(a.fcn_width, size, batch_norm=batch_norm), None
+    if a.imagenet or a.freeze_fcn or a.fcn_batch_norm is not None:
+        raise CLIError("--imagenet, --freeze-fcn and --fcn-batch-norm belong to the people configuration "
+                       "(--data people)")
     if a.channels < 1:
         raise CLIError(f"--channels must be a positive integer, got {a.channels}")
     if a.fcn_stride < 1:
         raise CLIError(f"--fcn-stride must be >= 1, got {a.fcn_stride}")
-    size = {}
-    if a.input_size:
-        try:
-            size["input_size"] = tuple(int(v) for v in a.input_size.split(","))
-            assert len(size["input_size"]) == 2 and min(size["input_size"]) >= 8
-        except (ValueError, AssertionError):
-            raise CLIError(f"--input-size must look like '106,100' (rows,cols >= 8), got {a.input_size!r}") from None
+    size = {"input_size": _input_size(a)} if a.input_size else {}
     try:
         dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
         model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels, coords=a.coords,
@@ -130,8 +139,32 @@ def _new_model_config(a):
     return model, None
 
 
+def _is_people(spec: str) -> bool:
+    """The people stand-in or VOC: data for the people configuration, scored by region AP."""
+    return spec == "people" or spec.startswith("voc:")
+
+
+def _input_size(a):
+    """``--input-size 'rows,cols'`` as a tuple, or None."""
+    if not a.input_size:
+        return None
+    try:
+        size = tuple(int(v) for v in a.input_size.split(","))
+        assert len(size) == 2 and min(size) >= 8
+    except (ValueError, AssertionError):
+        raise CLIError(f"--input-size must look like '106,100' (rows,cols >= 8), got {a.input_size!r}") from None
+    return size
+
+
 def _new_trainer(a, out: Path):
-    from .train import A1_CURRICULUM, TrainConfig, Trainer, real_curriculum
+    from .train import (
+        A1_CURRICULUM,
+        PEOPLE_CURRICULUM,
+        TrainConfig,
+        Trainer,
+        people_curriculum,
+        real_curriculum,
+    )
 
     if (out / "last.pt").exists():
         raise CLIError(f"{out / 'last.pt'} exists: pass --resume auto to continue it, or a new --out")
@@ -139,7 +172,18 @@ def _new_trainer(a, out: Path):
         raise CLIError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
     model, init = _new_model_config(a)
     data, real, folder = {}, None, {}
-    if a.data != "synthetic":
+    if a.data == "people":
+        data["size"] = list(model.input_size)
+        curriculum = [list(s) for s in PEOPLE_CURRICULUM]
+    elif a.data.startswith("voc:"):
+        from .people_readers import VOCPeople
+
+        try:
+            counts = VOCPeople(a.data.partition(":")[2], "train", cache=False).instance_counts()
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(str(e)) from None
+        curriculum = people_curriculum(counts)
+    elif a.data != "synthetic":
         _check_data(a.data)
         # the scale: as asked, else the --init model's (what it learned), else the whole frame
         zoom = a.zoom if a.zoom is not None else (_model_zoom(init) if init is not None else 1.0)
@@ -175,11 +219,16 @@ def _new_trainer(a, out: Path):
     cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=lr, batch_size=a.batch_size, seed=a.seed,
                       curriculum=curriculum, eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
                       train_images=a.train_images, val_images=a.val_images, patience=a.patience,
-                      cpu_bf16=a.cpu_bf16, source=a.data, folder=folder, val_fraction=a.val_fraction)
+                      cpu_bf16=a.cpu_bf16, source=a.data, folder=folder, val_fraction=a.val_fraction,
+                      freeze_fcn=a.freeze_fcn)
     try:
         trainer = Trainer(cfg, out, a.device, data=real)
         if init is not None:
             trainer.load_weights(a.init)
+        if a.imagenet:
+            trainer.model.fcn.load_imagenet()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
     return trainer
@@ -258,10 +307,59 @@ def _resolution_note(a, model) -> str:
     return f"scored at the model's input size {h}x{w}, NOT the official protocol (labels resized)"
 
 
+def _evaluate_people(a, model) -> int:
+    """Region AP (the paper's Table 1 measure) of a people model on the stand-in or on VOC."""
+    from .people import PeopleDataset
+    from .people_eval import (
+        baseline_detections,
+        label_detections,
+        model_region_ap,
+        region_ap,
+        tune_people_baseline,
+    )
+    from .people_readers import VOCPeople
+
+    if a.crf or a.crf_config:
+        raise CLIError("--crf is not wired to region AP yet: score RIS+CRF from Python (book chapter 13)")
+    h, w = model.config.input_size
+    try:
+        if a.data == "people":
+            ds = PeopleDataset(a.split or "test", length=a.limit, size=(h, w))
+        else:
+            root = a.data.partition(":")[2]
+            ds = VOCPeople(root, a.split or "val", size=h)
+            if a.limit:
+                ds = VOCPeople(root, ids=ds.names[:a.limit], size=h)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    result = {"ris": model_region_ap(model, ds, a.max_steps), "n_images": len(ds),
+              "protocol": "VOC/SDS region AP, void excluded"}
+    if a.baseline:
+        if a.data != "people":
+            raise CLIError("--baseline for people is tuned on the stand-in's validation scenes: use --data people")
+        val = PeopleDataset("val", size=(h, w))
+        params = tune_people_baseline([val[i][0] for i in range(len(val))], [val[i][1].numpy() for i in range(len(val))])
+        dets = baseline_detections([ds[i][0] for i in range(len(ds))], params["threshold"], params["min_area"])
+        result["baseline"] = region_ap([label_detections(lab, sc, ds[i][1].numpy()) for i, (lab, sc) in enumerate(dets)])
+        result["baseline_params"] = params
+    if a.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{'method':<10} {'AP^r(0.5)':>10} {'AP^r Ave':>10}  n")
+    for name in ("ris", "baseline"):
+        if name in result:
+            r = result[name]
+            print(f"{name:<10} {100 * r['ap50']:>10.1f} {100 * r['ap_mean']:>10.1f}  {len(ds)}")
+    print(result["protocol"])
+    return 0
+
+
 def cmd_evaluate(a) -> int:
     from .evaluate import evaluate_model
 
     _check_data(a.data)
+    if _is_people(a.data):  # the people model by default
+        return _evaluate_people(a, _model(a.checkpoint, a.device, a.model or (None if a.checkpoint else "people")))
     model = _model(a.checkpoint, a.device, a.model)
     crf = _crf(a, model)
     ds = _dataset(a, model, a.split)
@@ -307,7 +405,7 @@ def cmd_score(a) -> int:
     from .folder import score_predictions
 
     _check_data(a.data)
-    if a.data == "synthetic":
+    if a.data == "synthetic" or _is_people(a.data):
         raise CLIError("score reads a real folder's labels: --data cvppp:PATH or folder:PATH")
     ds = _select(a, _real(a, None, 1.0), a.split)  # only the label files are read, as they are
     try:
@@ -354,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(s):
         s.add_argument("--data", default="synthetic",
-                       help="'synthetic', 'cvppp:PATH' (a CVPPP A1 folder) or 'folder:PATH' (images + label images)")
+                       help="'synthetic', 'people' (the people stand-in), 'cvppp:PATH' (a CVPPP A1 folder), "
+                            "'folder:PATH' (images + label images) or 'voc:PATH' (VOC 2012's people)")
         s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         real_options(s)
 
@@ -416,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (fast on AVX512-BF16/AMX)")
     t.add_argument("--curriculum", default=None, help="stages 'L,lo,hi;L,lo,hi;...' (default: A1 curriculum)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--fcn-width", type=float, default=0.125,
+                   help="--data people: VGG16 width multiplier of the FCN-8s (1 = VGG16; default 1/8)")
+    t.add_argument("--imagenet", action="store_true",
+                   help="--data people: start the VGG16 part from ImageNet weights (needs torchvision, width 1)")
+    t.add_argument("--fcn-batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="--data people: VGG16-BN (default: on from scratch, off with --imagenet)")
+    t.add_argument("--freeze-fcn", action="store_true",
+                   help="the paper's first people phase: train only the FCN's last layer, ConvLSTM and heads")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="SBD, FgBgDice, DiC, |DiC| over a split or a CVPPP folder")

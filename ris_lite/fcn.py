@@ -89,6 +89,15 @@ class FCN(nn.Module):
             k, p = 9, 4
         return ((height + 2 * p - k) // self.stride + 1, (width + 2 * p - k) // self.stride + 1)
 
+    @staticmethod
+    def frame_size(height: int, width: int) -> Tuple[int, int]:
+        """The area the features cover, in input pixels: the whole image (no padding)."""
+        return height, width
+
+    def last_layer_parameters(self):
+        """The last convolution's parameters (what a frozen-FCN phase still trains)."""
+        return self.body[-2].parameters()
+
     def receptive_field(self) -> int:
         """Side, in input pixels, of the square that one output feature sees."""
         first = 2 * self.stride - 1 if self.variant == "downsample" else 9

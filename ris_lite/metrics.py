@@ -10,7 +10,7 @@ that is skipped counts as a leaf with Dice 0. ``count = max - min``.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -120,52 +120,113 @@ def evaluate_labels(preds: Sequence, gts: Sequence) -> Dict[str, float]:
             "n_images": int(len(gts))}
 
 
-def _mask_iou(pred_masks: np.ndarray, gt_masks: np.ndarray) -> np.ndarray:
-    p = pred_masks.reshape(len(pred_masks), -1).astype(np.float64)
-    g = gt_masks.reshape(len(gt_masks), -1).astype(np.float64)
+class ImageDetections(NamedTuple):
+    """One image's input to region AP. ``masks (k,H,W)`` bool predicted instances with
+    ``scores (k,)``; ``gt_masks (n,H,W)`` bool true instances; ``void (H,W)`` bool pixels left
+    out of every IoU (VOC's 255 border and "difficult" regions, padding); ``crowd (c,H,W)``
+    bool regions of many instances labelled as one (COCO's ``iscrowd``). A plain 3-tuple
+    ``(masks, scores, gt_masks)`` is accepted wherever this is."""
+
+    masks: object
+    scores: object
+    gt_masks: object
+    void: object = None
+    crowd: object = None
+
+
+def mask_iou(pred_masks, gt_masks, void=None) -> np.ndarray:
+    """``(k, n)`` IoU of every predicted against every true mask (``(k,H,W)``, ``(n,H,W)``),
+    void pixels ``(H,W)`` left out of both the intersection and the union (as the SDS / VOC
+    evaluation does)."""
+    p, g = np.asarray(pred_masks, bool), np.asarray(gt_masks, bool)
+    if p.ndim != 3 or g.ndim != 3 or p.shape[1:] != g.shape[1:]:
+        raise ValueError(f"masks must be (k,H,W) and (n,H,W) of one size, got {p.shape} and {g.shape}")
+    p, g = p.reshape(len(p), -1), g.reshape(len(g), -1)
+    if void is not None:
+        keep = ~np.asarray(void, bool).reshape(-1)
+        if keep.size != p.shape[1]:
+            raise ValueError(f"void mask has {keep.size} pixels, the masks {p.shape[1]}")
+        p, g = p[:, keep], g[:, keep]
+    p, g = p.astype(np.float64), g.astype(np.float64)
     inter = p @ g.T
     union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
-def average_precision_r(detections: Iterable, iou_threshold: float = 0.5) -> float:
-    """Region AP (AP^r) over a data set at one IoU threshold (VOC-style, all-point interpolation).
+def match_detections(detections: Iterable, iou_threshold: float = 0.5, protocol: str = "voc"):
+    """Label every detection of a data set true or false positive, in decreasing score order.
 
-    Args:
-        detections: per image ``(pred_masks (k,H,W) bool, scores (k,), gt_masks (n,H,W) bool)``.
-            Each prediction matches the unmatched ground truth it overlaps most, in
-            decreasing score order over the whole data set.
+    ``protocol="voc"`` (Hariharan et al.'s SDS evaluation, as VOC scores AP^r): a detection
+    is compared with the ground truth it overlaps MOST; it is a true positive if that IoU
+    reaches the threshold and that instance is still free, otherwise a false positive -- even
+    when a second-best instance would have been free. ``protocol="coco"``: a detection takes
+    the free instance it overlaps most among those reaching the threshold (COCO's rule).
+
+    Under both, a detection that is no true positive but lies inside a crowd region (its
+    intersection with the region over its own area reaches the threshold) is ignored, as COCO
+    does. Returns ``(scores (m,), true_positive (m,) bool, n_gt)`` over the m detections
+    kept, sorted by score (ties keep image and index order).
     """
-    records, n_gt = [], 0
-    for img, (pm, sc, gm) in enumerate(detections):
-        pm, gm = np.asarray(pm, bool), np.asarray(gm, bool)
-        sc = np.asarray(sc, float)
+    if protocol not in ("voc", "coco"):
+        raise ValueError(f"protocol must be 'voc' or 'coco', got {protocol!r}")
+    records, n_gt, images = [], 0, []
+    for img, det in enumerate(detections):
+        det = ImageDetections(*det)
+        pm, gm = np.asarray(det.masks, bool), np.asarray(det.gt_masks, bool)
+        sc = np.asarray(det.scores, float).reshape(-1)
         if len(pm) != len(sc):
             raise ValueError(f"image {img}: {len(pm)} masks but {len(sc)} scores")
+        if len(pm) and len(gm) and pm.shape[1:] != gm.shape[1:]:
+            raise ValueError(f"image {img}: predicted masks {pm.shape[1:]} and true masks {gm.shape[1:]} differ in size")
         n_gt += len(gm)
-        iou = _mask_iou(pm, gm) if len(pm) and len(gm) else np.zeros((len(pm), len(gm)))
-        records += [(s, img, i, iou) for i, s in enumerate(sc)]
+        iou = mask_iou(pm, gm, det.void) if len(pm) and len(gm) else np.zeros((len(pm), len(gm)))
+        in_crowd = np.zeros(len(pm))
+        if det.crowd is not None and len(det.crowd) and len(pm):
+            crowd = np.asarray(det.crowd, bool).any(0).reshape(-1)
+            flat = pm.reshape(len(pm), -1)
+            in_crowd = (flat & crowd).sum(1) / np.maximum(flat.sum(1), 1)
+        images.append((iou, in_crowd))
+        records += [(-s, img, i) for i, s in enumerate(sc)]
     if n_gt == 0:
         raise ValueError("AP^r needs at least one ground-truth instance")
-    records.sort(key=lambda r: -r[0])
-    taken: Dict[int, set] = {}
-    tp = np.zeros(len(records))
-    for k, (_, img, i, iou) in enumerate(records):
-        if iou.shape[1] == 0:
-            continue
-        used = taken.setdefault(img, set())
-        order = np.argsort(-iou[i])
-        for j in order:
-            if iou[i, j] < iou_threshold:
-                break
-            if j not in used:
-                used.add(int(j))
-                tp[k] = 1
-                break
+    records.sort()
+    taken = [np.zeros(iou.shape[1], bool) for iou, _ in images]
+    scores, tp = [], []
+    for neg_score, img, i in records:
+        iou, in_crowd = images[img]
+        hit = False
+        if iou.shape[1]:
+            if protocol == "voc":
+                j = int(np.argmax(iou[i]))
+                hit = iou[i, j] >= iou_threshold and not taken[img][j]
+            else:
+                free = np.where(taken[img], -1.0, iou[i])
+                j = int(np.argmax(free))
+                hit = free[j] >= iou_threshold
+            if hit:
+                taken[img][j] = True
+        if not hit and in_crowd[i] >= iou_threshold:
+            continue  # a detection on a crowd region counts neither way
+        scores.append(-neg_score)
+        tp.append(hit)
+    return np.array(scores), np.array(tp, bool), n_gt
+
+
+def precision_recall_area(true_positive, n_gt: int, interpolation: str = "voc") -> float:
+    """Area under the precision-recall curve of detections in score order.
+
+    ``"voc"``: VOC 2010+'s all-point area under the monotone precision envelope (what the SDS
+    code uses); ``"coco101"``: the mean of the envelope at recall 0, 0.01, ..., 1 (COCO's)."""
+    tp = np.asarray(true_positive, float)
     ctp = np.cumsum(tp)
     recall = ctp / n_gt
-    precision = ctp / np.arange(1, len(records) + 1)
-    # all-point interpolation: precision envelope, then area under the step curve
+    precision = ctp / np.arange(1, len(tp) + 1)
+    if interpolation == "coco101":
+        envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(tp) else precision
+        at = np.searchsorted(recall, np.linspace(0, 1, 101), side="left")
+        return float(np.mean([envelope[k] if k < len(tp) else 0.0 for k in at]))
+    if interpolation != "voc":
+        raise ValueError(f"interpolation must be 'voc' or 'coco101', got {interpolation!r}")
     mrec = np.concatenate([[0.0], recall, [1.0]])
     mpre = np.concatenate([[0.0], precision, [0.0]])
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
@@ -173,10 +234,25 @@ def average_precision_r(detections: Iterable, iou_threshold: float = 0.5) -> flo
     return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
 
 
-def average_precision_r_mean(detections: Sequence, thresholds: Sequence[float] = tuple(np.arange(1, 10) / 10)) -> float:
+def average_precision_r(detections: Iterable, iou_threshold: float = 0.5, protocol: str = "voc",
+                        interpolation: str = "voc") -> float:
+    """Region AP (AP^r) over a data set at one IoU threshold.
+
+    Args:
+        detections: per image an :class:`ImageDetections` (or ``(masks (k,H,W) bool,
+            scores (k,), gt_masks (n,H,W) bool)``), void pixels and crowd regions optional.
+        protocol: ``"voc"`` (SDS, the paper's Table 1) or ``"coco"`` matching
+            (:func:`match_detections`); ``interpolation``: see :func:`precision_recall_area`.
+    """
+    _, tp, n_gt = match_detections(detections, iou_threshold, protocol)
+    return precision_recall_area(tp, n_gt, interpolation)
+
+
+def average_precision_r_mean(detections: Sequence, thresholds: Sequence[float] = tuple(np.arange(1, 10) / 10),
+                             protocol: str = "voc") -> float:
     """AP^r averaged over IoU thresholds 0.1..0.9 (the paper's 'AP^r Ave')."""
     detections = list(detections)
-    return float(np.mean([average_precision_r(detections, t) for t in thresholds]))
+    return float(np.mean([average_precision_r(detections, t, protocol) for t in thresholds]))
 
 
 def failure_kinds(pred, gt, iou_threshold: float = 0.5) -> Dict[str, List[int]]:

@@ -15,6 +15,7 @@ from torch import nn
 
 from .convlstm import ConvLSTM, ConvLSTMCell
 from .fcn import FCN
+from .fcn8s import FCN8s
 from .inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
 
 
@@ -24,7 +25,13 @@ class RISConfig:
 
     in_channels: int = 3
     channels: int = 30  # FCN output d; ConvLSTM hidden channels
+    #: "downsample" / "learned" (the plant FCN, ``ris_lite.fcn``) or "fcn8s" (FCN-8s on VGG16,
+    #: the people experiment, ``ris_lite.fcn8s``)
     fcn_variant: str = "downsample"
+    #: fcn8s only: multiplies VGG16's channel widths (1 = VGG16; 1/8 trains on a CPU)
+    fcn_width: float = 1.0
+    #: fcn8s only: VGG16-BN, for training the FCN from scratch (the paper's is pretrained)
+    fcn_batch_norm: bool = False
     fcn_stride: int = 2
     #: dilation of the FCN's four 3x3 convolutions; (1, 1, 1, 1) is the paper's FCN
     fcn_dilations: Tuple[int, ...] = (1, 1, 1, 1)
@@ -93,8 +100,11 @@ class RIS(nn.Module):
             raise ValueError("canvas_memory=True needs canvas=True")
         if c.canvas_iterations < 1 or (c.canvas_iterations > 1 and not c.canvas):
             raise ValueError(f"canvas_iterations must be >= 1 and needs canvas=True, got {c.canvas_iterations}")
-        self.fcn = FCN(fcn_inputs, c.channels, stride=c.fcn_stride, variant=c.fcn_variant,
-                       n_convs=len(c.fcn_dilations), dilations=c.fcn_dilations)
+        if c.fcn_variant == "fcn8s":
+            self.fcn = FCN8s(fcn_inputs, c.channels, width=c.fcn_width, batch_norm=c.fcn_batch_norm)
+        else:
+            self.fcn = FCN(fcn_inputs, c.channels, stride=c.fcn_stride, variant=c.fcn_variant,
+                           n_convs=len(c.fcn_dilations), dilations=c.fcn_dilations)
         self.lstm = ConvLSTM(c.channels, c.channels, c.lstm_layers, c.lstm_kernel, c.gate_bias)
         self.feedback = None
         if c.feedback:  # (previous mask, union so far) -> extra gate pre-activations of layer 0
@@ -108,6 +118,31 @@ class RIS(nn.Module):
         #: dense-CRF parameters used by ``predict(crf=True)``; shipped models carry the values
         #: tuned on their validation split (``ris_lite.crf``, book chapter ``10_crf``)
         self.crf_config = None
+        #: set by ``trainable_parameters(freeze_fcn=True)``: the FCN below its last layer is fixed
+        self.frozen_fcn = False
+
+    def trainable_parameters(self, freeze_fcn: bool = False) -> List[nn.Parameter]:
+        """All parameters, or with ``freeze_fcn`` all but the FCN's below its last layer (the
+        first training phase of the people experiment); the frozen ones stop needing grads."""
+        self.frozen_fcn = freeze_fcn
+        if not freeze_fcn:
+            return list(self.parameters())
+        self.train(self.training)  # puts the frozen FCN's BatchNorm layers in eval mode
+        keep = {id(p) for p in self.fcn.last_layer_parameters()}
+        for p in self.fcn.parameters():
+            p.requires_grad_(id(p) in keep)
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> RIS:
+        """``nn.Module.train``, except that a frozen FCN's BatchNorm layers stay in eval mode
+        (frozen means their running statistics too)."""
+        super().train(mode)
+        if self.frozen_fcn:
+            trained = {id(p) for p in self.fcn.last_layer_parameters()}
+            for m in self.fcn.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m.weight) not in trained:
+                    m.eval()
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -131,7 +166,10 @@ class RIS(nn.Module):
         if self.config.canvas:
             return self._forward_canvas(images, steps, return_stages, score_logits)
         features = self.fcn(with_coordinates(images) if self.config.coords else images)
-        out_size = images.shape[2:] if self.config.upsample else None
+        H, W = images.shape[2:]
+        # masks are upsampled to the frame the features cover (FCN-8s pads to a multiple of
+        # 32), then cropped back to the image
+        out_size = self.fcn.frame_size(H, W) if self.config.upsample else None
         cell0 = self.lstm.cells[0]  # fused cells: the fixed input's gate half is done once
         first_proj = cell0.project_input(features) if isinstance(cell0, ConvLSTMCell) else None
         if first_proj is None and self.feedback is not None:
@@ -146,6 +184,8 @@ class RIS(nn.Module):
             states = self.lstm.step(features, states, proj)
             h = states[-1][0]
             m, st = self.inhibition(h, out_size, return_stages=True)
+            if out_size is not None:
+                m = m[:, :H, :W]
             if fed_back is not None:  # fed back at the feature size, before any upsampling
                 small = torch.sigmoid(st["log_softmax_b"])
                 fed_back = torch.stack([small, torch.maximum(fed_back[:, 1], small)], 1)
@@ -183,8 +223,11 @@ class RIS(nn.Module):
             for _ in range(self.config.canvas_iterations - 1):
                 states = self.lstm.step(features, states, first_proj)
         h = states[-1][0]
-        out_size = images.shape[2:] if self.config.upsample else None
+        H, W = images.shape[2:]
+        out_size = self.fcn.frame_size(H, W) if self.config.upsample else None
         mask, st = self.inhibition(h, out_size, return_stages=True)
+        if out_size is not None:
+            mask = mask[:, :H, :W]
         score = self.confidence(h, logits=score_logits)
         if return_stages:
             st.update(features=features, h=h, states=states)
@@ -274,18 +317,19 @@ class RIS(nn.Module):
         return [refine(image, m, config) for image, m in zip(images, kept)]
 
 
-def first_claim_labels(masks: torch.Tensor, mask_threshold: float = 0.5) -> torch.Tensor:
+def first_claim_labels(masks: torch.Tensor, mask_threshold: float = 0.5, return_steps: bool = False):
     """Soft masks ``(k, H, W)`` in RIS's order -> ``(H, W)`` int64 labels: a pixel belongs to
     the first mask above ``mask_threshold`` that claims it; ids 1..k' consecutive (a mask left
-    with no pixel of its own gets no id)."""
+    with no pixel of its own gets no id). ``return_steps`` also returns the ``(k',)`` index
+    of the mask each id came from."""
     labels = torch.zeros(masks.shape[1:], dtype=torch.int64)
-    next_id = 1
-    for m in masks:
+    steps = []
+    for t, m in enumerate(masks):
         new = (m > mask_threshold) & (labels == 0)
         if new.any():
-            labels[new] = next_id
-            next_id += 1
-    return labels
+            steps.append(t)
+            labels[new] = len(steps)
+    return (labels, torch.tensor(steps, dtype=torch.int64)) if return_steps else labels
 
 
 def with_coordinates(images: torch.Tensor) -> torch.Tensor:

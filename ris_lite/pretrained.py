@@ -3,6 +3,8 @@ scores in ``ris_lite/pretrained/README.md``).
 
 * ``"rosettes"``: the paper-faithful RIS (book chapters ``07_training``, ``08_evaluation``);
 * ``"rosettes_canvas"``: ours, RIS with a canvas input and teacher forcing (``09_beyond``).
+* ``"people"``: the people configuration (FCN-8s at 1/8 width, 1 x 1 gates) trained on the
+  people stand-in (``13_people``).
 
 Next to each, ``NAME_crf.json`` holds the RIS+CRF parameters tuned on the validation split
 (``10_crf``).
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from .model import RIS
 
-PRETRAINED = {"rosettes": "rosettes.pt", "rosettes_canvas": "rosettes_canvas.pt"}
+PRETRAINED = {"rosettes": "rosettes.pt", "rosettes_canvas": "rosettes_canvas.pt", "people": "people.pt"}
 
 
 def pretrained_path(name: str = "rosettes") -> Path:

@@ -37,6 +37,8 @@ from .canvas import canvas_loss, sampling_probability, sequence_canvas_loss
 from .folder import LabelledFolder, open_folder, split_ids
 from .loss import ris_loss
 from .model import RIS, RISConfig
+from .people import PEOPLE_SPLITS, FlipLeftRight, PeopleDataset
+from .people_readers import VOCPeople
 from .rosette import SPLITS, RosetteDataset
 
 CHECKPOINT_FORMAT = 1
@@ -46,6 +48,8 @@ A1_CURRICULUM: Tuple[Tuple[int, int, int], ...] = (
     (2, 2, 4), (4, 2, 6), (6, 4, 8), (8, 6, 10), (10, 8, 12),
     (13, 10, 14), (16, 11, 17), (19, 11, 20), (22, 11, 20),
 )
+#: The people stand-in (``ris_lite.people``): one figure, then up to 2, 4 and 6.
+PEOPLE_CURRICULUM: Tuple[Tuple[int, int, int], ...] = ((3, 1, 1), (4, 1, 2), (6, 1, 4), (8, 1, 6))
 
 
 def pick_device(device: Optional[str] = None) -> torch.device:
@@ -91,14 +95,19 @@ class TrainConfig:
     #: fraction of max_steps where the ramp from 0 starts (scheduled sampling)
     sampling_final: float = 0.0
     sampling_start: float = 0.3
-    #: "synthetic" (the rosettes), or a real folder: "cvppp:PATH" / "folder:PATH"
-    #: (``ris_lite.folder``); real data is split by file id, ``val_fraction`` to validation
+    #: "synthetic" (the rosettes), "people" (the people stand-in, ``ris_lite.people``), a real
+    #: folder: "cvppp:PATH" / "folder:PATH" (``ris_lite.folder``), or "voc:PATH" (the people
+    #: of VOC 2012's train split; its val split is the paper's test set and is never used
+    #: here); real data is split by file id, ``val_fraction`` to validation
     source: str = "synthetic"
     #: real sources: ``image_pattern`` / ``label_pattern`` of a ``folder:`` source
     folder: dict = field(default_factory=dict)
     val_fraction: float = 0.2
     #: the checkpoint (or shipped model name) the weights started from, when fine-tuning
     init: Optional[str] = None
+    #: the paper's first people phase: train only the FCN's last layer, the ConvLSTM and the
+    #: heads (the second phase is a fine-tune of everything, ``init`` set and lr 1e-6)
+    freeze_fcn: bool = False
 
     def __post_init__(self):
         if self.schedule not in ("plateau", "cosine"):
@@ -106,8 +115,9 @@ class TrainConfig:
         if self.schedule == "cosine" and self.max_steps >= 1_000_000:
             raise ValueError("schedule='cosine' needs max_steps set to the run's length")
         sampling_probability(0, 1, self.sampling_final, self.sampling_start)  # validates both
-        if self.source != "synthetic" and not self.source.startswith(("cvppp:", "folder:")):
-            raise ValueError(f"source must be 'synthetic', 'cvppp:PATH' or 'folder:PATH', got {self.source!r}")
+        if self.source not in ("synthetic", "people") and not self.source.startswith(("cvppp:", "folder:", "voc:")):
+            raise ValueError("source must be 'synthetic', 'people', 'cvppp:PATH', 'folder:PATH' or 'voc:PATH', "
+                             f"got {self.source!r}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimiser step ``step`` (0-based) under the cosine schedule."""
@@ -139,7 +149,7 @@ class Trainer:
         self.device = pick_device(device)
         torch.manual_seed(c.seed)
         self.model = RIS(RISConfig.from_dict(c.model)).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
+        self.optimizer = torch.optim.Adam(self.model.trainable_parameters(c.freeze_fcn), lr=c.lr)
         self.gen = torch.Generator().manual_seed(c.seed)
         self.canvas = self.model.config.canvas
         self.step = 0
@@ -156,7 +166,16 @@ class Trainer:
         self.events: List[dict] = []
         self._datasets = {}
         self.real = None
-        if c.source != "synthetic":
+        self.split = None
+        if c.source.startswith("voc:"):
+            self.voc_root = c.source.partition(":")[2]
+            h, w = self.model.config.input_size
+            if h != w:
+                raise ValueError(f"VOC images are read into square frames: the model's input must be square, got {h}x{w}")
+            train = VOCPeople(self.voc_root, "train", size=h, cache=False)
+            self.counts = {n: k for n, k in zip(train.names, train.instance_counts()) if k}
+            self.split = split_ids(sorted(self.counts), c.val_fraction)
+        elif c.source not in ("synthetic", "people"):
             self.real = data if data is not None else open_real_data(c, self.model.config.input_size)
             self.split = split_ids(self.real.names, c.val_fraction)
             self.counts = dict(zip(self.real.names, self.real.instance_counts()))
@@ -167,7 +186,17 @@ class Trainer:
         _, lo, hi = self.config.curriculum[stage]
         key = (split, lo, hi)
         if key not in self._datasets:
-            tf = RotateFlip(generator=self.gen) if split == "train" and self.config.augment else None
+            # plants are seen from above and may turn any way; people stand upright: mirror only
+            upright = self.config.source == "people" or self.config.source.startswith("voc:")
+            augment = FlipLeftRight if upright else RotateFlip
+            tf = augment(generator=self.gen) if split == "train" and self.config.augment else None
+            if self.config.source.startswith("voc:"):  # VOC train's people, one side of our split
+                ids = [i for i in self.split[split] if lo <= self.counts[i] <= hi] or self.split[split]
+                if split == "val":
+                    ids = ids[:self.config.val_images]
+                h = self.model.config.input_size[0]
+                self._datasets[key] = VOCPeople(self.voc_root, ids=ids, size=h, transform=tf, cache=False)
+                return self._datasets[key]
             if self.real is not None:  # the split's images with lo..hi instances
                 ids = [i for i in self.split[split] if lo <= self.counts[i] <= hi]
                 if not ids:  # only validation can be empty here (check_curriculum): score on all of it
@@ -175,6 +204,11 @@ class Trainer:
                 self._datasets[key] = self.real.view(ids, tf)
                 return self._datasets[key]
             n = self.config.train_images if split == "train" else self.config.val_images
+            if self.config.source == "people":
+                n = min(n, PEOPLE_SPLITS[split][1] - PEOPLE_SPLITS[split][0])
+                self._datasets[key] = PeopleDataset(split, length=n, transform=tf, n_people=(lo, hi),
+                                                    **self.config.data)
+                return self._datasets[key]
             n = min(n, SPLITS[split][1] - SPLITS[split][0])
             self._datasets[key] = RosetteDataset(split, length=n, transform=tf, n_leaves=(lo, hi),
                                                  count_sampling="uniform", **self.config.data)
@@ -298,7 +332,7 @@ class Trainer:
             raise ValueError(f"snapshot_minutes must be > 0, got {snapshot_minutes}")
 
         self.out.mkdir(parents=True, exist_ok=True)
-        if self.real is not None:
+        if self.split is not None:
             self._write_split()
         max_steps = self.config.max_steps if max_steps is None else max_steps
         budget = math.inf if budget_minutes is None else budget_minutes * 60
@@ -419,9 +453,18 @@ class Trainer:
         for k, v in state["trainer"].items():
             setattr(t, k, v)
         t.events = list(state["events"])
-        if t.real is not None:
+        if t.split is not None:
             t.check_split()
         return t
+
+
+def people_curriculum(counts: List[int]) -> List[List[int]]:
+    """``PEOPLE_CURRICULUM``, plus a last stage of ``max(n) + 2`` steps on every image when
+    some image holds more than 6 people (real photographs can)."""
+    stages = [list(s) for s in PEOPLE_CURRICULUM]
+    if counts and max(counts) > stages[-1][2]:
+        stages.append([max(counts) + 2, 1, max(counts)])
+    return stages
 
 
 def open_real_data(config: TrainConfig, input_size) -> LabelledFolder:

@@ -30,8 +30,8 @@ def test_shipped_files_are_complete():
 
 def test_unknown_name_is_a_clear_error():
     import pytest
-    with pytest.raises(ValueError, match="unknown pretrained model 'people'"):
-        ris_lite.load_pretrained("people")
+    with pytest.raises(ValueError, match="unknown pretrained model 'giraffes'"):
+        ris_lite.load_pretrained("giraffes")
 
 
 def test_it_segments_test_plants():
@@ -70,3 +70,19 @@ def test_crf_parameters_and_scores_are_shipped():
         # RIS decides the count (keep_count): RIS+CRF has RIS's DiC exactly
         assert row["ris_crf"]["dic"] == row["ris"]["dic"]
         assert set(row["seconds_per_plant"]) == {"ris_forward", "crf_float32", "crf_bfloat16", "pydensecrf2_lattice"}
+
+
+def test_the_people_model_is_shipped_with_its_scores(capsys):
+    """The people configuration (1 x 1 gates, FCN-8s at 1/8 width) and people_test.json; the
+    CLI's region AP on a few test scenes agrees with the benchmark's measure."""
+    from ris_lite.cli import main
+
+    model = ris_lite.load_pretrained("people")
+    c = model.config
+    assert c.fcn_variant == "fcn8s" and c.lstm_kernel == 1 and c.channels == 100 and not model.training
+    bench = json.loads((pretrained_path("people").parent / "people_test.json").read_text())
+    assert bench["test_scenes"] == 200 and bench["ris"]["ap50"] > bench["baseline"]["ap50"]
+    assert main(["evaluate", "--data", "people", "--limit", "8", "--baseline", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_images"] == 8 and 0 <= result["ris"]["ap50"] <= 1 and "baseline_params" in result
+    assert main(["evaluate", "--data", "people", "--crf"]) == 2

@@ -1,0 +1,190 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Where RIS stands
+#
+# RIS set out to show one thing: that instance segmentation can be learned end to end, by a
+# recurrent network that emits one instance per step and a loss that does not care in which
+# order it does so {cite:p}`romera2016ris`. This closing chapter puts together what this book
+# measured while reproducing it, what came after it in the literature, and what is still open.
+#
+# **What you will find**
+#
+# * our measured results next to the paper's, each with the command that made it;
+# * the methods that followed RIS, what each changed, and the numbers they published;
+# * open questions, several of which the earlier chapters' exercises start on.
+#
+# The cells below only read the result files the benchmarks wrote (`ris_lite/pretrained/*.json`);
+# they run in a second.
+
+# %%
+# Colab: install ris_lite from the repository (its shipped result files come with it).
+# Locally this cell does nothing.
+import subprocess
+import sys
+
+REPO = "https://github.com/ris-lite/ris_lite"  # the one URL; must equal _config.yml repository.url
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO}@main"], check=True)
+
+# %%
+import json
+from pathlib import Path
+
+import ris_lite
+
+PRETRAINED = Path(ris_lite.__file__).resolve().parent / "pretrained"
+
+
+def load(name):
+    return json.loads((PRETRAINED / name).read_text())
+
+
+rosettes, canvas, crf, people = (load("rosettes_test.json"), load("rosettes_canvas_test.json"),
+                                 load("crf_test.json"), load("people_test.json"))
+crf_rows = crf["models"]["rosettes"]
+
+# %% [markdown]
+# ## 1. What this reproduction showed
+#
+# The paper's plant experiment trains on 128 CVPPP A1 photographs; ours trains on a procedural
+# generator of A1-like rosettes ({doc}`Data <02_data>`) and scores 100 held-out synthetic plants.
+# The people experiment's data is a procedural stand-in for VOC ({doc}`Multiple people <13_people>`).
+# Synthetic numbers cannot be set against the paper's one to one, but the *relations* can:
+# RIS against a classical baseline, the CRF's gain, the order of the rows.
+
+# %%
+rows = [
+    ("RIS, leaves (paper: A1 test, 33 photos)", "SBD 56.8, |DiC| 1.1", "07/08"),
+    ("RIS, leaves (ours: 100 synthetic test plants)",
+     f"SBD {100 * rosettes['sbd']:.1f}, |DiC| {rosettes['abs_dic']:.2f}", "07/08"),
+    ("RIS+CRF, leaves (paper)", "SBD 66.6 (+9.8)", "10"),
+    ("RIS+CRF, leaves (ours)",
+     f"SBD {100 * crf_rows['ris_crf']['sbd']:.1f} (+{100 * (crf_rows['ris_crf']['sbd'] - crf_rows['ris']['sbd']):.1f})", "10"),
+    ("ours: canvas input + teacher forcing", f"SBD {100 * canvas['sbd']:.1f}, |DiC| {canvas['abs_dic']:.2f}", "09"),
+    ("RIS, people (paper: VOC 2012 val)", "AP^r(0.5) 46.7, AP^r Ave 41.9", "13"),
+    ("RIS, people (ours: stand-in, 1/8-width FCN-8s)",
+     f"AP^r(0.5) {100 * people['ris']['ap50']:.1f}, AP^r Ave {100 * people['ris']['ap_mean']:.1f}", "13"),
+    ("non-learned baseline, people (ours)",
+     f"AP^r(0.5) {100 * people['baseline']['ap50']:.1f}, AP^r Ave {100 * people['baseline']['ap_mean']:.1f}", "13"),
+]
+for name, result, chapter in rows:
+    print(f"{name:48s} {result:32s} ch. {chapter}")
+o = people["occlusion"]
+print(f"\nocclusion test (ours): Kendall tau {o['tau']:+.2f} [{o['tau_low']:+.2f}, {o['tau_high']:+.2f}], "
+      f"nearest first {100 * o['front_first']:.0f}% vs chance {100 * o['front_first_chance']:.0f}%")
+assert crf_rows["ris_crf"]["sbd"] > crf_rows["ris"]["sbd"]
+assert people["ris"]["ap50"] > people["baseline"]["ap50"]
+
+# %% [markdown]
+# In words:
+#
+# * **RIS learns to count.** On synthetic A1-like plants the shipped model's SBD and |DiC| land
+#   where the paper's do; the counting is good, the outlines are coarse, and the leaves it finds
+#   are often covered only in part ({doc}`Evaluation <08_evaluation>`).
+# * **Learning is fragile in specific ways** ({doc}`Training <07_training>`): the inhibition bias
+#   b decides whether anything is learned at all (chapter {doc}`Spatial inhibition <05_inhibition>`);
+#   the model first predicts the whole plant at every step before it breaks symmetry; the
+#   plateau rule cuts the learning rate early; a deep unnormalised FCN trained from scratch let
+#   its features grow without bound in the people experiment until BatchNorm was added.
+# * **The CRF helps, less than in the paper**: +4 SBD on our plants against the paper's +10 on
+#   A1 ({doc}`RIS+CRF <10_crf>`). Our synthetic plants differ from the photographs in their
+#   colour edges and blur; which difference accounts for the smaller gain was not measured.
+# * **A canvas of what is already segmented** (Ren and Zemel's idea, ours as an option) did not
+#   beat the paper's model at equal CPU time ({doc}`Beyond the paper <09_beyond>`).
+#
+# ## 2. What came after
+#
+# RIS appeared at ECCV 2016. The table lists later work that either builds on the same idea
+# (segment instances one at a time with a recurrent network) or replaces it, with the numbers
+# each paper published. **The numbers are quoted from the papers, not measured here**; only
+# RIS's own and LeafMask's could be checked against a copy available while this chapter was
+# written (marked ✓): check the others against the sources before citing them.
+#
+# | method | what it changed | published result |
+# |---|---|---|
+# | RIS {cite:p}`romera2016ris` ✓ | the recurrent, order-free formulation; loss by Hungarian matching | A1: SBD 56.8, \|DiC\| 1.1; with CRF SBD 66.6. VOC person AP^r(0.5) 46.7, with CRF 50.1 |
+# | Ren and Zemel {cite:p}`ren2017recurrent` | a box attention that crops and looks closer at each step, and an external canvas of what is done | A1: SBD 84.9, \|DiC\| 0.8 |
+# | RSIS {cite:p}`salvador2017rsis` | an encoder-decoder with recurrent layers at several scales, and a class per instance | A1: SBD 74.7, \|DiC\| 1.1 |
+# | Discriminative loss {cite:p}`debrabandere2017discriminative` | no recurrence: a pixel embedding pulled together within and pushed apart across instances, then clustered | A1: SBD 84.2, \|DiC\| 1.0 |
+# | Mask R-CNN {cite:p}`he2017maskrcnn` | detect boxes first, then one mask per box, all in parallel | COCO test-dev mask AP 37.1 (ResNeXt-101-FPN) |
+# | DETR {cite:p}`carion2020detr` | a set of predictions matched to the instances by the Hungarian algorithm -- RIS's loss idea, without the recurrence | COCO val box AP 42.0 (ResNet-50) |
+# | LeafMask {cite:p}`guo2021leafmask` ✓ | anchor-free masks assembled from bases, refined at the boundaries | CVPPP leaf segmentation challenge: BestDice 90.09 |
+#
+# Two threads run through this list. The **recurrent** one (Ren and Zemel, RSIS) kept RIS's
+# loss and sequence and made each step see more: a crop at higher resolution, skip connections,
+# a canvas. The **parallel** one (discriminative embeddings, Mask R-CNN, and for leaves LeafMask)
+# dropped the sequence and won on accuracy and speed. DETR closes a loop: its set loss -- match
+# predictions to instances with the Hungarian algorithm, then score the matched pairs -- is the
+# permutation-invariant loss RIS introduced for masks, applied to a fixed-size set predicted at
+# once.
+#
+# ## 3. Open questions
+#
+# * **Resolution.** RIS reads out each mask from a coarse grid (stride 2 on our plants, 8 for
+#   people). How much of the gap to later methods is the grid, and how much the recurrence?
+#   Chapter 10's CRF measures part of it.
+# * **Order.** RIS chooses its own order. Does it learn a useful one? Chapter 13's occlusion test
+#   measures one property, nearer first, and found no order distinguishable from chance on our
+#   stand-in; would a full-width, pretrained model on VOC show one? On plants, does it go by
+#   size, by position, by age?
+# * **Memory.** With 1 × 1 gates the ConvLSTM cannot spread information sideways, so "which
+#   person is done" has to be stored per cell. Which cells store it -- the
+#   state maps of chapters 4 and 12 ask this, and the paper found no clear answer in the cell
+#   state c either.
+# * **Data.** The paper blamed its SBD on 128 training photographs. With a generator that gives
+#   unlimited plants, our model is still under-fitted after an hour on a CPU: data was not the
+#   only limit.
+#
+# ## Summary
+#
+# * Our reproduction matches the paper's RIS where the comparison is fair (leaf counting and
+#   segmentation on A1-like plants), finds a smaller CRF gain, and measures the people
+#   configuration and its occlusion behaviour on a stand-in.
+# * Later recurrent methods added attention and a canvas; parallel methods dropped the sequence
+#   and now lead on accuracy. RIS's permutation-invariant matching loss lives on in set
+#   prediction.
+#
+# ## Quick questions
+#
+# 1. Which of RIS's ideas does DETR keep, and which does it drop?
+# 2. Why can the synthetic SBD of this book not be put in the same table as the published A1
+#    numbers without a caveat?
+# 3. Name one measurement from this book that the paper does not report.
+#
+# :::{dropdown} Answers
+# 1. It keeps the order-free matching loss (Hungarian matching of predictions to instances) and
+#    drops the recurrence: all predictions come out at once.
+# 2. The test images differ (synthetic plants vs 33 A1 photographs), and so do the training data
+#    and its amount; only relations between methods measured on the same data compare.
+# 3. For example: the occlusion rank correlation (chapter 13), the CRF gain per plant
+#    (chapter 10), learning curves in SBD against training time (chapter 7).
+# :::
+#
+# ## Exercises
+#
+# 1. Pick one row of the table and find, in the paper, what its authors say limited RIS. Is it
+#    one of the open questions above?
+# 2. *(long)* Implement a box attention in front of RIS's mask readout (crop the FCN features
+#    around the previous mask, as Ren and Zemel do) and measure SBD at equal training time.
+#
+# :::{dropdown} Hints
+# 1. Look at each paper's related-work section. 2. Start from chapter 9's canvas model, which
+#    already feeds what is done back in; `torch.nn.functional.grid_sample` crops differentiably.
+# :::
+#
+# ## What this chapter built in `ris_lite`
+#
+# Nothing new: it reads what the benchmarks measured -- `rosettes_test.json` and
+# `rosettes_canvas_test.json` (`ris-lite evaluate --json`), `crf_test.json`
+# (`benchmarks/bench_crf.py`), `people_test.json` (`benchmarks/bench_people.py`) -- from
+# `ris_lite/pretrained/`, where `ris_lite/pretrained/README.md` gives each file's command.
+#
+# **Further reading.** Each row of the table above is a paper worth reading in full; DETR's
+# discussion of set prediction {cite:p}`carion2020detr` reads well right after chapter 6.

@@ -1,0 +1,188 @@
+"""Scoring the people experiment: region AP of RIS and of a non-learned baseline, and the
+occlusion test (does RIS emit the front figures first?).
+
+Explained in the book chapter ``book/13_people``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from .metrics import ImageDetections, average_precision_r, average_precision_r_mean, failure_kinds, mask_iou
+from .model import first_claim_labels
+from .people import depth_rank_correlation
+
+
+@torch.no_grad()
+def ris_detections(model, images: torch.Tensor, max_steps: int = 10, batch_size: int = 16
+                   ) -> List[Tuple[torch.Tensor, np.ndarray]]:
+    """RIS's instances as scored detections: for each image ``(labels (H,W) int64, scores
+    (k,))`` where ``labels`` is ``predict``'s map (ids 1..k in the order emitted) and
+    ``scores[j]`` is the confidence s_t of the step that emitted id j + 1. Detection j is
+    ``labels == j + 1``."""
+    out = []
+    for s in range(0, len(images), batch_size):
+        batch = images[s:s + batch_size].to(model.device)
+        was_training = model.training
+        model.eval()
+        masks, scores = model(batch, max_steps)
+        model.train(was_training)
+        for m, sc in zip(masks.cpu(), scores.cpu()):
+            below = (sc < 0.5).nonzero()
+            k = int(below[0]) if len(below) else max_steps
+            labels, steps = first_claim_labels(m[:k], return_steps=True)
+            out.append((labels, sc[steps].double().numpy()))
+    return out
+
+
+def label_masks(labels, k: int) -> np.ndarray:
+    """``(k, H, W)`` bool: ``labels == 1 .. k``."""
+    labels = torch.as_tensor(labels)
+    return np.stack([(labels == j).numpy() for j in range(1, k + 1)]) if k else np.zeros((0, *labels.shape), bool)
+
+
+def label_detections(labels, scores, gt_masks, void=None, crowd=None) -> ImageDetections:
+    """A label map and one score per id as :class:`~ris_lite.metrics.ImageDetections`."""
+    return ImageDetections(label_masks(labels, len(scores)), np.asarray(scores, float), np.asarray(gt_masks, bool),
+                           void, crowd)
+
+
+def model_region_ap(model, dataset, max_steps: int = 10, batch_size: int = 8) -> Dict[str, float]:
+    """AP^r(0.5) and AP^r Ave of RIS on any data set whose ``detections(i, masks, scores)``
+    packs a prediction with the item's void and crowd (``PeopleDataset``, ``VOCPeople``,
+    ``COCOPeople``), images read ``batch_size`` at a time."""
+    dets = []
+    for s in range(0, len(dataset), batch_size):
+        idx = range(s, min(s + batch_size, len(dataset)))
+        images = torch.stack([dataset[i][0] for i in idx])
+        for i, (labels, scores) in zip(idx, ris_detections(model, images, max_steps, batch_size)):
+            dets.append(dataset.detections(i, label_masks(labels, len(scores)), scores))
+    return region_ap(dets)
+
+
+def row_median_foreground(image: torch.Tensor, threshold: float) -> np.ndarray:
+    """``(H, W)`` bool: pixels whose colour is farther than ``threshold`` from their row's median.
+
+    Outdoor backgrounds change mostly with height (sky, horizon, ground), people stand out
+    within their row: a non-learned foreground detector. A binary opening removes specks."""
+    img = torch.as_tensor(image).numpy()
+    median = np.median(img, axis=2, keepdims=True)
+    return ndimage.binary_opening(np.sqrt(((img - median) ** 2).sum(0)) > threshold)
+
+
+def components_detections(foreground: np.ndarray, min_area: int = 20) -> Tuple[np.ndarray, np.ndarray]:
+    """Connected components of a foreground mask as detections ``(labels (H,W), scores (k,))``,
+    larger components first and scored higher (area / image area)."""
+    labels, n = ndimage.label(foreground)
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    keep = [k + 1 for k in np.argsort(-areas, kind="stable") if areas[k] >= min_area]
+    out = np.zeros_like(labels)
+    for new, old in enumerate(keep, 1):
+        out[labels == old] = new
+    return out, np.array([areas[k - 1] / foreground.size for k in keep])
+
+
+def baseline_detections(images: Sequence[torch.Tensor], threshold: float, min_area: int = 20):
+    """The non-learned baseline on each image: :func:`row_median_foreground` then
+    :func:`components_detections`."""
+    return [components_detections(row_median_foreground(im, threshold), min_area) for im in images]
+
+
+def tune_people_baseline(images, gts, thresholds=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6), min_areas=(10, 20, 40)) -> Dict:
+    """The baseline's threshold and minimum area that maximise AP^r(0.5) on (validation)
+    ``images`` with true masks ``gts``."""
+    best = None
+    for t in thresholds:
+        for a in min_areas:
+            dets = [label_detections(lab, sc, g) for (lab, sc), g in zip(baseline_detections(images, t, a), gts)]
+            ap = average_precision_r(dets, 0.5)
+            if best is None or ap > best["ap50"]:
+                best = {"threshold": t, "min_area": a, "ap50": ap}
+    return best
+
+
+def region_ap(detections: Sequence[ImageDetections]) -> Dict[str, float]:
+    """AP^r at IoU 0.5 and averaged over 0.1..0.9 (Table 1's two rows), VOC/SDS protocol."""
+    detections = list(detections)
+    return {"ap50": average_precision_r(detections, 0.5), "ap_mean": average_precision_r_mean(detections)}
+
+
+def emission_vs_depth(labels, gt_masks, depth, iou_threshold: float = 0.5) -> Dict:
+    """Match RIS's instances (ids in the order emitted) to the true figures (one-to-one,
+    maximum total IoU, IoU >= ``iou_threshold``) and compare the emission order with depth.
+
+    Returns ``{"tau": Kendall's tau (NaN below two matches), "matched": m, "front_first":
+    whether the first matched emission is the nearest matched figure (None below two)}``."""
+    labels = torch.as_tensor(labels)
+    k = int(labels.max())
+    if k == 0 or len(gt_masks) == 0:
+        return {"tau": float("nan"), "matched": 0, "front_first": None}
+    pred = np.stack([(labels == j).numpy() for j in range(1, k + 1)])
+    iou = mask_iou(pred, np.asarray(gt_masks, bool))
+    rows, cols = linear_sum_assignment(-iou)
+    ok = iou[rows, cols] >= iou_threshold
+    steps, depths = rows[ok], np.asarray(depth, float)[cols[ok]]
+    if len(steps) < 2:
+        return {"tau": float("nan"), "matched": int(len(steps)), "front_first": None}
+    return {"tau": depth_rank_correlation(steps, depths), "matched": int(len(steps)),
+            "front_first": bool(depths[np.argmin(steps)] == depths.min())}
+
+
+def bootstrap_ci(values: Sequence[float], level: float = 0.95, samples: int = 2000, seed: int = 0
+                 ) -> Tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``values`` and its percentile-bootstrap interval."""
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    if len(v) == 0:
+        raise ValueError("no finite values to average")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (samples, len(v)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def score_people(model, dataset, baseline: Dict, max_steps: int = 10, oracle: bool = True) -> Dict:
+    """Everything the people benchmark reports on a :class:`~ris_lite.people.PeopleDataset`.
+
+    ``baseline``: the parameters of :func:`tune_people_baseline` (tuned on another split). Returns
+    ``{"ris": region_ap, "baseline": region_ap, "oracle_foreground": region_ap (connected
+    components of the TRUE foreground: what separating touching figures is worth),
+    "occlusion": one :func:`emission_vs_depth` record per image, "failures": RIS's joined /
+    missed / hallucinated instances (``metrics.failure_kinds``) summed, with the numbers of
+    true and predicted people, "ris_labels": the label maps}``.
+    """
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    gts = [dataset[i][1].numpy() for i in range(len(dataset))]
+    ris = ris_detections(model, images, max_steps)
+    base = baseline_detections(list(images), baseline["threshold"], baseline["min_area"])
+    out = {"ris": region_ap([label_detections(lab, sc, g) for (lab, sc), g in zip(ris, gts)]),
+           "baseline": region_ap([label_detections(lab, sc, g) for (lab, sc), g in zip(base, gts)])}
+    if oracle:
+        fg = [components_detections(g.any(0), 1) for g in gts]
+        out["oracle_foreground"] = region_ap([label_detections(lab, sc, g) for (lab, sc), g in zip(fg, gts)])
+    out["occlusion"] = [emission_vs_depth(lab, g, dataset.scene(i).depth) for i, ((lab, _), g) in
+                        enumerate(zip(ris, gts))]
+    kinds = {"joined": 0, "missed": 0, "hallucinated": 0}
+    for i, (lab, _) in enumerate(ris):
+        for kind, ids in failure_kinds(lab, dataset.labels(i)).items():
+            kinds[kind] += len(ids)
+    out["failures"] = {**kinds, "people": int(sum(len(g) for g in gts)),
+                       "predicted": int(sum(len(sc) for _, sc in ris))}
+    out["ris_labels"] = [lab for lab, _ in ris]
+    return out
+
+
+def occlusion_summary(records: Sequence[Dict]) -> Dict:
+    """Mean Kendall tau with its 95 % bootstrap interval over images with two or more matched
+    figures, and how often the first matched emission is the nearest figure vs chance (1/m)."""
+    usable = [r for r in records if r["front_first"] is not None]
+    if not usable:
+        raise ValueError("no image has two figures matched: the occlusion test needs some")
+    tau, lo, hi = bootstrap_ci([r["tau"] for r in usable])
+    return {"images": len(usable), "tau": tau, "tau_low": lo, "tau_high": hi,
+            "front_first": float(np.mean([r["front_first"] for r in usable])),
+            "front_first_chance": float(np.mean([1 / r["matched"] for r in usable]))}
