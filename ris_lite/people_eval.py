@@ -13,7 +13,13 @@ import torch
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from .metrics import ImageDetections, average_precision_r, average_precision_r_mean, failure_kinds, mask_iou
+from .metrics import (
+    ImageDetections,
+    average_precision_r,
+    average_precision_r_mean,
+    failure_kinds,
+    mask_iou,
+)
 from .model import first_claim_labels
 from .people import depth_rank_correlation
 
