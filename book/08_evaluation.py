@@ -299,10 +299,12 @@ widgets.interact(show_step, t=widgets.IntSlider(value=1, min=1, max=m.shape[1]))
 # ## 6. Region AP, for the people experiment
 #
 # The Pascal VOC person experiment (Table 1) is scored by region average precision: the
-# predicted masks of the whole data set, ranked by their score, each counted as a hit if it
-# overlaps a not-yet-matched true instance with IoU above a threshold. `metrics.average_precision_r`
-# implements it (all-point interpolation); `average_precision_r_mean` averages the thresholds
-# 0.1, …, 0.9 (the paper's "AP^r Ave"; region AP comes from {cite:t}`hariharan2014sds`). On our leaves, with $s_t$ as the score:
+# predicted masks of the whole data set, ranked by their score, each counted as a hit if the
+# true instance it overlaps most is still unmatched and their IoU reaches a threshold.
+# `metrics.average_precision_r` implements it (all-point interpolation);
+# `average_precision_r_mean` averages the thresholds 0.1, …, 0.9 (the paper's "AP^r Ave";
+# region AP comes from {cite:t}`hariharan2014sds`). Chapter {doc}`Multiple people <13_people>`
+# builds it by hand and compares it with COCO's rule. On our leaves, with $s_t$ as the score:
 
 # %%
 detections = []
