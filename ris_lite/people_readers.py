@@ -107,6 +107,7 @@ class PersonDataset(torch.utils.data.Dataset):
         return len(self.names)
 
     def record(self, i: int) -> PersonRecord:
+        """Item ``i`` in the square frame with its void, crowd regions and letterbox (cached)."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} items")
         i %= len(self)
