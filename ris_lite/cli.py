@@ -312,9 +312,8 @@ def _evaluate_people(a, model) -> int:
     from .people import PeopleDataset
     from .people_eval import (
         baseline_detections,
-        label_detections,
         model_region_ap,
-        region_ap,
+        predictions_region_ap,
         tune_people_baseline,
     )
     from .people_readers import VOCPeople
@@ -339,8 +338,9 @@ def _evaluate_people(a, model) -> int:
             raise CLIError("--baseline for people is tuned on the stand-in's validation scenes: use --data people")
         val = PeopleDataset("val", size=(h, w))
         params = tune_people_baseline([val[i][0] for i in range(len(val))], [val[i][1].numpy() for i in range(len(val))])
-        dets = baseline_detections([ds[i][0] for i in range(len(ds))], params["threshold"], params["min_area"])
-        result["baseline"] = region_ap([label_detections(lab, sc, ds[i][1].numpy()) for i, (lab, sc) in enumerate(dets)])
+        items = [ds[i] for i in range(len(ds))]
+        dets = baseline_detections([image for image, _ in items], params["threshold"], params["min_area"])
+        result["baseline"] = predictions_region_ap(dets, [masks.numpy() for _, masks in items])
         result["baseline_params"] = params
     if a.json:
         print(json.dumps(result))

@@ -272,10 +272,12 @@ class RIS(nn.Module):
         return images.to(self.device, torch.float32)
 
     @torch.no_grad()
-    def kept_masks(self, images, max_steps: int = 30, score_threshold: float = 0.5) -> List[torch.Tensor]:
+    def kept_masks(self, images, max_steps: int = 30, score_threshold: float = 0.5,
+                   return_scores: bool = False) -> List[torch.Tensor]:
         """RIS's soft masks up to its stop: for each image a ``(k, H, W)`` tensor in [0, 1] on
         the CPU, at the input size, holding the steps before the first score below
         ``score_threshold`` (``k = max_steps`` when no score falls below it).
+        ``return_scores`` gives ``(masks, scores (k,))`` pairs instead.
 
         Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays."""
         images = self._as_batch(images)
@@ -289,7 +291,8 @@ class RIS(nn.Module):
         out = []
         for m, s in zip(masks.cpu(), scores.cpu()):
             below = (s < score_threshold).nonzero()
-            out.append(m[:int(below[0]) if len(below) else max_steps])
+            k = int(below[0]) if len(below) else max_steps
+            out.append((m[:k], s[:k]) if return_scores else m[:k])
         return out
 
     @torch.no_grad()

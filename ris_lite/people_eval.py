@@ -33,16 +33,9 @@ def ris_detections(model, images: torch.Tensor, max_steps: int = 10, batch_size:
     ``labels == j + 1``."""
     out = []
     for s in range(0, len(images), batch_size):
-        batch = images[s:s + batch_size].to(model.device)
-        was_training = model.training
-        model.eval()
-        masks, scores = model(batch, max_steps)
-        model.train(was_training)
-        for m, sc in zip(masks.cpu(), scores.cpu()):
-            below = (sc < 0.5).nonzero()
-            k = int(below[0]) if len(below) else max_steps
-            labels, steps = first_claim_labels(m[:k], return_steps=True)
-            out.append((labels, sc[steps].double().numpy()))
+        for masks, scores in model.kept_masks(images[s:s + batch_size], max_steps, return_scores=True):
+            labels, steps = first_claim_labels(masks, return_steps=True)
+            out.append((labels, scores[steps].double().numpy()))
     return out
 
 
@@ -56,6 +49,12 @@ def label_detections(labels, scores, gt_masks, void=None, crowd=None) -> ImageDe
     """A label map and one score per id as :class:`~ris_lite.metrics.ImageDetections`."""
     return ImageDetections(label_masks(labels, len(scores)), np.asarray(scores, float), np.asarray(gt_masks, bool),
                            void, crowd)
+
+
+def predictions_region_ap(predictions, gts) -> Dict[str, float]:
+    """:func:`region_ap` of label-map predictions ``(labels (H,W), scores (k,))``, one per
+    image, against true masks ``(n,H,W)`` (no void, no crowd: the stand-in)."""
+    return region_ap([label_detections(lab, sc, g) for (lab, sc), g in zip(predictions, gts)])
 
 
 def model_region_ap(model, dataset, max_steps: int = 10, batch_size: int = 8) -> Dict[str, float]:
@@ -165,11 +164,9 @@ def score_people(model, dataset, baseline: Dict, max_steps: int = 10, oracle: bo
     gts = [dataset[i][1].numpy() for i in range(len(dataset))]
     ris = ris_detections(model, images, max_steps)
     base = baseline_detections(list(images), baseline["threshold"], baseline["min_area"])
-    out = {"ris": region_ap([label_detections(lab, sc, g) for (lab, sc), g in zip(ris, gts)]),
-           "baseline": region_ap([label_detections(lab, sc, g) for (lab, sc), g in zip(base, gts)])}
+    out = {"ris": predictions_region_ap(ris, gts), "baseline": predictions_region_ap(base, gts)}
     if oracle:
-        fg = [components_detections(g.any(0), 1) for g in gts]
-        out["oracle_foreground"] = region_ap([label_detections(lab, sc, g) for (lab, sc), g in zip(fg, gts)])
+        out["oracle_foreground"] = predictions_region_ap([components_detections(g.any(0), 1) for g in gts], gts)
     out["occlusion"] = [emission_vs_depth(lab, g, dataset.scene(i).depth) for i, ((lab, _), g) in
                         enumerate(zip(ris, gts))]
     kinds = {"joined": 0, "missed": 0, "hallucinated": 0}
