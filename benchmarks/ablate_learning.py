@@ -1,7 +1,7 @@
 """What makes RIS learn? Every lever alone and combined, at equal CPU-minutes (book chapter 9).
 
 Arms (all with the shipped recipe's dilated FCN, batch 4 -- 8 for canvas arms, whose samples
-are one step each --, bf16 autocast on the CPU, seed 0):
+are one step each --, `precision="auto"` (bf16 where the CPU has it natively), seed 0):
 
 * ``paper``          the shipped paper-faithful recipe: 22-step BPTT, curriculum, plateau lr cuts
 * ``paper+cosine``   the same with a cosine lr spanning the budget (ours)
@@ -67,7 +67,7 @@ def config_for(name: str, max_steps: int = 1_000_000) -> TrainConfig:
     model = RISConfig(fcn_dilations=(1, 2, 4, 8), **model).to_dict()
     if train.get("schedule") == "cosine" or train.get("sampling_final"):
         train = dict(train, max_steps=max_steps)
-    return TrainConfig(model=model, cpu_bf16=True, **train)
+    return TrainConfig(model=model, precision="auto", **train)
 
 
 def steps_per_cpu_second(name: str, out: Path) -> float:

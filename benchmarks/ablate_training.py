@@ -3,7 +3,7 @@
 Arms: the paper's FCN vs dilated FCN (``fcn_dilations=(1, 2, 4, 8)``), each without and with
 mask feedback (``feedback=True``); ``--arms dilated,dilated+coords`` compares coordinate input
 channels (``coords=True``) instead. Everything else is equal: seed, data, a short curriculum
-up to 10-14 leaves (300 steps per stage), lr 2e-3, batch 1, bf16 autocast on the CPU. Two
+up to 10-14 leaves (300 steps per stage), lr 2e-3, batch 1, precision auto (bf16 where native). Two
 arms run at a time, one thread each, for the same wall-clock budget; the table is the mean
 matched soft IoU per window of 200 training steps, so arms are compared at equal steps.
 
@@ -37,7 +37,7 @@ def train_arm(name: str, out: str, minutes: float) -> None:
     torch.set_num_threads(1)
     config = TrainConfig(model=RISConfig(**ARMS[name]).to_dict(), lr=2e-3, batch_size=1,
                          curriculum=CURRICULUM, eval_every=100, stage_max_steps=300, val_images=16,
-                         cpu_bf16=True)
+                         precision="auto")
     Trainer(config, Path(out) / name).run(budget_minutes=minutes, progress=False)
 
 

@@ -23,7 +23,7 @@ from ris_lite.train import load_checkpoint, model_from_checkpoint
 
 #: ``ris-lite train`` arguments of the shipped checkpoint (ris_lite/pretrained/README.md).
 SHIPPED_TRAIN_ARGS = ["--data", "synthetic", "--max-steps", "5767", "--fcn-dilations", "1,2,4,8",
-                      "--cpu-bf16", "--batch-size", "4", "--eval-every", "50", "--stage-max-steps", "250",
+                      "--batch-size", "4", "--eval-every", "50", "--stage-max-steps", "250",
                       "--quiet"]
 TARGET_SBD, TARGET_ABS_DIC = 0.85, 0.3
 

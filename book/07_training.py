@@ -114,7 +114,7 @@ class OneBatch(ris_lite.Trainer):
         return images, targets, counts
 
 
-cfg = ris_lite.TrainConfig(lr=1e-3, curriculum=[[L, 2, 4]], batch_size=4)
+cfg = ris_lite.TrainConfig(lr=1e-3, curriculum=[[L, 2, 4]], batch_size=4, precision="fp32")  # as the cells above
 trainer = OneBatch(cfg, tempfile.mkdtemp(), device=device.type)
 stats = trainer.train_step()
 print(f"Trainer.train_step loss {stats['loss']:.3f} (cells above: {loss.item():.3f})")
@@ -181,7 +181,7 @@ print(f"{step[-1]} steps, {minutes[-1]:.0f} minutes, final L = {length[-1]}")
 
 # %%
 tiny = dict(model=ris_lite.RISConfig(channels=8).to_dict(), curriculum=[[3, 2, 4]], batch_size=2,
-            train_images=16, lr=1e-3)
+            train_images=16, lr=1e-3, precision="fp32")
 run_dir = Path(tempfile.mkdtemp())
 straight = ris_lite.Trainer(ris_lite.TrainConfig(**tiny), run_dir / "a", device="cpu")
 a = [straight.train_step()["loss"] for _ in range(4)]
@@ -237,7 +237,7 @@ plt.show()
 #
 # ```bash
 # ris-lite train --data synthetic --out runs/rosettes --budget-minutes 60 \
-#     --fcn-dilations 1,2,4,8 --cpu-bf16 --batch-size 4 --eval-every 50 \
+#     --fcn-dilations 1,2,4,8 --batch-size 4 --eval-every 50 \
 #     --stage-max-steps 250 --snapshot-minutes 5 --quiet
 # python benchmarks/bench_time_to_target.py --run runs/rosettes   # curve.csv, section 6
 # ris-lite export --run runs/rosettes
@@ -254,8 +254,12 @@ plt.show()
 # batch 1 fitted 18,041 images into the hour against 23,068, and ended at test SBD 0.540 and
 # |DiC| 1.78 against 0.564 and 1.32. Two more switches are ours, not the paper's, and each was
 # measured first: the dilated FCN of the FCN chapter (compared with `benchmarks/ablate_training.py`),
-# and bf16 autocast on the CPU, which trains about 1.6x faster on this CPU (AVX512-BF16) and is
-# off by default because older CPUs emulate bf16 slowly (`benchmarks/bench_train_speed.py`).
+# and bf16 autocast on the CPU, which trains about 1.8x faster on this CPU (AVX512-BF16). It is
+# chosen by `--precision auto`, the default (`ris_lite.precision`): bf16 where the CPU computes
+# it natively (AVX512-BF16 or AMX, confirmed by a short timing), fp32 where it would only be
+# emulated (AVX2 CPUs, where bf16 runs about 6x *slower*), bf16 or fp16 on a GPU. The command
+# above therefore runs at full speed on any CPU; pass `--precision bf16` to repeat the shipped
+# run bit for bit on another CPU (the checkpoint records the precision it used).
 # Feeding earlier masks back into the ConvLSTM (`RISConfig(feedback=True)`) made learning
 # worse in the same comparison (matched IoU 0.36 against 0.43 with the dilated FCN, 0.14
 # against 0.36 without it), so the shipped model does not use it.

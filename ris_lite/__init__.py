@@ -4,7 +4,7 @@ Every module names the book chapter that explains it. The public names below are
 stable interface (see the book's introduction for the map).
 """
 
-from . import canvas, crf, folder, metrics, people, people_eval
+from . import canvas, crf, folder, metrics, people, people_eval, precision
 from .augment import RotateFlip, collate_instances
 from .baseline import WatershedParams, tune_baseline, watershed_leaves
 from .convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMCellEq1
@@ -41,5 +41,5 @@ __all__ = [
     "pairwise_soft_iou", "pick_device", "predict_dataset", "read_label_png", "refine", "ris_loss",
     "soft_iou", "tune_baseline", "watershed_leaves", "write_label_png",
     "COCOPeople", "FCN8s", "PeopleDataset", "VOCPeople", "make_people", "make_people_scene", "people",
-    "people_eval", "people_model_config",
+    "people_eval", "people_model_config", "precision",
 ]

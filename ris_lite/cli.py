@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from .precision import PRECISIONS, resolve_precision, warn_if_emulated
+
 #: default learning rates of ``train``: a new model, and fine-tuning one (``--init``), where
 #: 2e-3 undid part of what the shipped model knew (benchmarks/bench_finetune.py)
 SCRATCH_LR, FINE_TUNE_LR = 2e-3, 5e-4
@@ -219,7 +221,7 @@ def _new_trainer(a, out: Path):
     cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=lr, batch_size=a.batch_size, seed=a.seed,
                       curriculum=curriculum, eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
                       train_images=a.train_images, val_images=a.val_images, patience=a.patience,
-                      cpu_bf16=a.cpu_bf16, source=a.data, folder=folder, val_fraction=a.val_fraction,
+                      precision="bf16" if a.cpu_bf16 else a.precision, source=a.data, folder=folder, val_fraction=a.val_fraction,
                       freeze_fcn=a.freeze_fcn)
     try:
         trainer = Trainer(cfg, out, a.device, data=real)
@@ -272,6 +274,16 @@ def _crf(a, model):
     if not a.crf:
         return False
     return model.crf_config or CRFConfig()
+
+
+def _precision(a, model) -> str:
+    """``--precision`` checked on the model's device (fp16 on a CPU is an error)."""
+    try:
+        used = resolve_precision(a.precision, model.device)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    warn_if_emulated(used, model.device.type)
+    return used
 
 
 def _baseline(a, model, ds) -> dict:
@@ -364,7 +376,7 @@ def cmd_evaluate(a) -> int:
     crf = _crf(a, model)
     ds = _dataset(a, model, a.split)
     result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet, crf=crf,
-                            resolution=a.resolution)
+                            resolution=a.resolution, precision=_precision(a, model))
     method = "ris+crf" if crf else "ris"
     if crf:
         result["crf"] = crf.to_dict()
@@ -387,11 +399,12 @@ def cmd_predict(a) -> int:
     model = _model(a.checkpoint, a.device, a.model)
     crf = _crf(a, model)
     ds = _dataset(a, model, a.split, require_labels=False)
+    precision = _precision(a, model)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(len(ds)):
         image, _ = ds[i]
-        labels = model.predict(image, max_steps=a.max_steps, crf=crf)[0]
+        labels = model.predict(image, max_steps=a.max_steps, crf=crf, precision=precision)[0]
         name = ds.names[i] if hasattr(ds, "names") else f"synthetic{ds.seeds[i]:06d}"
         full = ds.to_original(labels, i) if hasattr(ds, "to_original") else labels  # the file's own size
         write_label_png(full, out / f"{name}_label.png")
@@ -449,6 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="RIS+CRF: refine the masks with the paper's dense CRF (the shipped model's "
                             "tuned parameters; defaults for a training checkpoint)")
         s.add_argument("--crf-config", default=None, help="a CRF parameter JSON (CRFConfig.save) for --crf")
+
+    def precision_option(s, default):
+        s.add_argument("--precision", default=default, choices=list(PRECISIONS),
+                       help="auto: bf16 autocast on CUDA (fp16 where the GPU lacks bf16) and on CPUs with native "
+                            "bf16 (AVX512-BF16/AMX), else fp32; fp16 is CUDA only (default: %(default)s)")
 
     def common(s):
         s.add_argument("--data", default="synthetic",
@@ -512,7 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channels", type=int, default=30, help="width d of the FCN and ConvLSTM (default 30)")
     t.add_argument("--snapshot-minutes", type=float, default=None,
                    help="also keep OUT/snapshots/min_MMMM.mm.pt every this many training minutes (for learning curves)")
-    t.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (fast on AVX512-BF16/AMX)")
+    precision_option(t, "auto")
+    t.add_argument("--cpu-bf16", action="store_true",
+                   help="old spelling of --precision bf16 (warns where the CPU emulates bf16)")
     t.add_argument("--curriculum", default=None, help="stages 'L,lo,hi;L,lo,hi;...' (default: A1 curriculum)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--fcn-width", type=float, default=0.125,
@@ -534,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="a shipped model by name (default rosettes; see load_pretrained)")
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--max-steps", type=int, default=30)
+    precision_option(e, "fp32")
     e.add_argument("--baseline", action="store_true", help="also score the watershed baseline")
     crf_options(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -547,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=None, help="a shipped model by name (default rosettes)")
     r.add_argument("--limit", type=int, default=None)
     r.add_argument("--max-steps", type=int, default=30)
+    precision_option(r, "fp32")
     r.add_argument("--out", default="predictions")
     crf_options(r)
     r.set_defaults(func=cmd_predict)

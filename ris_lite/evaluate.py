@@ -43,9 +43,10 @@ def scoring_pair(dataset, i: int, labels: torch.Tensor, resolution: str = "origi
 
 def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
                     progress: bool = False, crf=False,
-                    resolution: str = "original") -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-    """Predicted and ground-truth label maps for every item, in order (``crf`` as in
-    ``RIS.predict``: RIS+CRF when true; ``resolution`` as in :func:`scoring_pair`)."""
+                    resolution: str = "original", precision: str = "fp32") -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """Predicted and ground-truth label maps for every item, in order (``crf`` and
+    ``precision`` as in ``RIS.predict``: RIS+CRF when true; ``resolution`` as in
+    :func:`scoring_pair`)."""
     from tqdm.auto import tqdm
 
     preds, gts = [], []
@@ -53,7 +54,7 @@ def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
     for s in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="evaluate"):
         chunk = idx[s:s + batch_size]
         images = torch.stack([dataset[i][0] for i in chunk])
-        for i, labels in zip(chunk, model.predict(images, max_steps=max_steps, crf=crf)):
+        for i, labels in zip(chunk, model.predict(images, max_steps=max_steps, crf=crf, precision=precision)):
             pred, gt = scoring_pair(dataset, i, labels, resolution)
             preds.append(pred)
             gts.append(gt)
@@ -61,9 +62,10 @@ def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
 
 
 def evaluate_model(model, dataset, max_steps: int = 30, progress: bool = False,
-                   crf=False, resolution: str = "original") -> Dict[str, float]:
+                   crf=False, resolution: str = "original", precision: str = "fp32") -> Dict[str, float]:
     """Mean (and std) SBD, FgBgDice, DiC, ``|DiC|`` of ``model.predict`` over ``dataset``
     (RIS+CRF when ``crf`` is true or a ``CRFConfig``). Real folders are scored at their own
     resolution unless ``resolution="input"``."""
-    preds, gts = predict_dataset(model, dataset, max_steps, progress=progress, crf=crf, resolution=resolution)
+    preds, gts = predict_dataset(model, dataset, max_steps, progress=progress, crf=crf, resolution=resolution,
+                                 precision=precision)
     return evaluate_labels(preds, gts)

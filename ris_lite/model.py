@@ -17,6 +17,7 @@ from .convlstm import ConvLSTM, ConvLSTMCell
 from .fcn import FCN
 from .fcn8s import FCN8s
 from .inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
+from .precision import autocast, resolve_precision
 
 
 @dataclass
@@ -273,17 +274,21 @@ class RIS(nn.Module):
 
     @torch.no_grad()
     def kept_masks(self, images, max_steps: int = 30, score_threshold: float = 0.5,
-                   return_scores: bool = False) -> List[torch.Tensor]:
+                   return_scores: bool = False, precision: str = "fp32") -> List[torch.Tensor]:
         """RIS's soft masks up to its stop: for each image a ``(k, H, W)`` tensor in [0, 1] on
         the CPU, at the input size, holding the steps before the first score below
         ``score_threshold`` (``k = max_steps`` when no score falls below it).
         ``return_scores`` gives ``(masks, scores (k,))`` pairs instead.
 
-        Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays."""
+        Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays. ``precision`` as in
+        ``ris_lite.precision`` (default fp32: scores that any machine reproduces; ``"auto"``
+        autocasts where the hardware makes it faster)."""
         images = self._as_batch(images)
         was_training = self.training
         self.eval()
-        masks, scores = self(images, max_steps)
+        with autocast(resolve_precision(precision, images.device), images.device):
+            masks, scores = self(images, max_steps)
+        masks, scores = masks.float(), scores.float()
         self.train(was_training)
         if masks.shape[-2:] != images.shape[-2:]:
             masks = torch.nn.functional.interpolate(masks, size=images.shape[-2:], mode="bilinear",
@@ -297,7 +302,7 @@ class RIS(nn.Module):
 
     @torch.no_grad()
     def predict(self, images, max_steps: int = 30, mask_threshold: float = 0.5,
-                score_threshold: float = 0.5, crf=False) -> List[torch.Tensor]:
+                score_threshold: float = 0.5, crf=False, precision: str = "fp32") -> List[torch.Tensor]:
         """Label maps for a batch: stop at the first score below ``score_threshold``.
 
         Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays. A pixel claimed by two
@@ -307,9 +312,10 @@ class RIS(nn.Module):
         ``crf=True`` refines the kept soft masks with the paper's dense CRF (RIS+CRF,
         ``ris_lite.crf.refine``) using ``self.crf_config`` (the parameters tuned for a shipped
         model, else ``CRFConfig()``); a ``CRFConfig`` passed as ``crf`` is used as it is.
+        ``precision``: as in :meth:`kept_masks`.
         """
         images = self._as_batch(images)
-        kept = self.kept_masks(images, max_steps, score_threshold)
+        kept = self.kept_masks(images, max_steps, score_threshold, precision=precision)
         if crf is False or crf is None:
             return [first_claim_labels(m, mask_threshold) for m in kept]
         from .crf import CRFConfig, refine

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -39,6 +39,7 @@ from .loss import ris_loss
 from .model import RIS, RISConfig
 from .people import PEOPLE_SPLITS, FlipLeftRight, PeopleDataset
 from .people_readers import VOCPeople
+from .precision import PRECISIONS, autocast, grad_scaler, resolve_precision, warn_if_emulated
 from .rosette import SPLITS, RosetteDataset
 
 CHECKPOINT_FORMAT = 1
@@ -82,10 +83,10 @@ class TrainConfig:
     min_lr: float = 1e-6
     max_steps: int = 1_000_000
     seed: int = 0
-    amp: bool = True  # bf16 autocast on CUDA
-    #: bf16 autocast on the CPU too: ~1.5-2x faster where the CPU has AVX512-BF16/AMX,
-    #: slower where it has not, hence opt-in
-    cpu_bf16: bool = False
+    #: "auto" (bf16 autocast on CUDA, fp16 + a gradient scaler on GPUs without bf16, and on a
+    #: CPU bf16 only where it runs natively, else fp32), "fp32", "bf16" or "fp16" (CUDA only);
+    #: see ``ris_lite.precision``
+    precision: str = "auto"
     log_every: int = 10
     #: "plateau" (the paper: lr x lr_factor on a validation plateau) or "cosine" (ours: from lr
     #: to min_lr over max_steps, so set max_steps to the run's length)
@@ -108,8 +109,18 @@ class TrainConfig:
     #: the paper's first people phase: train only the FCN's last layer, the ConvLSTM and the
     #: heads (the second phase is a fine-tune of everything, ``init`` set and lr 1e-6)
     freeze_fcn: bool = False
+    #: legacy switches, read from old checkpoints and ``--cpu-bf16``: ``cpu_bf16=True`` means
+    #: ``precision="bf16"``; ``amp=False`` means ``precision="fp32"`` (neither is stored)
+    cpu_bf16: InitVar[bool] = False
+    amp: InitVar[bool] = True
 
-    def __post_init__(self):
+    def __post_init__(self, cpu_bf16: bool, amp: bool):
+        if cpu_bf16:
+            self.precision = "bf16"
+        elif not amp:
+            self.precision = "fp32"
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in ("plateau", "cosine"):
             raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
         if self.schedule == "cosine" and self.max_steps >= 1_000_000:
@@ -147,6 +158,10 @@ class Trainer:
         self.config = c = config
         self.out = Path(out_dir)
         self.device = pick_device(device)
+        #: the precision used on this device (``config.precision`` is what was asked for)
+        self.precision = resolve_precision(c.precision, self.device)
+        warn_if_emulated(self.precision, self.device.type)
+        self.scaler = grad_scaler(self.precision, self.device)
         torch.manual_seed(c.seed)
         self.model = RIS(RISConfig.from_dict(c.model)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.trainable_parameters(c.freeze_fcn), lr=c.lr)
@@ -242,20 +257,19 @@ class Trainer:
     def _loss(self, images, targets, counts, return_parts=False, generator=None):
         images, targets = images.to(self.device), targets.to(self.device)
         c = self.config
-        amp = (c.amp and self.device.type == "cuda") or (c.cpu_bf16 and self.device.type == "cpu")
         if self.canvas:
             gen = self.gen if generator is None else generator
             own = None
             if self.model.training and c.sampling_final > 0:
                 own = torch.rand(images.shape[0], generator=gen) < self.sampling_probability()
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast(self.precision, self.device):
                 if self.model.config.canvas_memory:
                     return sequence_canvas_loss(self.model, images, targets, counts, self.lengths(counts),
                                                 own, c.lam, return_parts)
                 return canvas_loss(self.model, images, targets, counts, own, c.lam, gen, return_parts)
         lengths = self.lengths(counts)
         T = int(lengths.max())
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast(self.precision, self.device):
             masks, logits = self.model(images, T, score_logits=True)
         return ris_loss(masks.float(), logits.float(), targets, counts, self.config.lam, lengths=lengths,
                         scores_are_logits=True, return_parts=return_parts)
@@ -265,12 +279,19 @@ class Trainer:
         images, targets, counts = self._batch()
         loss, parts = self._loss(images, targets, counts, return_parts=True)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(self.model, self.config.clip)
         if self.config.schedule == "cosine":
             for g in self.optimizer.param_groups:
                 g["lr"] = self.config.lr_at(self.step)
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            clip_gradients(self.model, self.config.clip)
+            self.optimizer.step()
+        else:  # fp16: scale the loss so small gradients survive, unscale before clipping
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients(self.model, self.config.clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.step += 1
         self.stage_step += 1
         self.images_seen += images.shape[0]
@@ -405,6 +426,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
+            "precision": {"requested": self.config.precision, "used": self.precision, "device": self.device.type},
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.gen.get_state(),
@@ -414,6 +436,7 @@ class Trainer:
                         "bad_evals": self.bad_evals, "elapsed": self.elapsed,
                         "snapshots_kept": self.snapshots_kept},
             "events": self.events,
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def save(self, path: Optional[str | os.PathLike] = None) -> Path:
@@ -453,6 +476,11 @@ class Trainer:
         for k, v in state["trainer"].items():
             setattr(t, k, v)
         t.events = list(state["events"])
+        if t.scaler is not None and "scaler" in state:
+            t.scaler.load_state_dict(state["scaler"])
+        used_before = state.get("precision", {}).get("used")
+        if used_before is not None and used_before != t.precision:  # resumed on another kind of machine
+            t.events.append({"step": t.step, "event": f"precision {used_before} -> {t.precision} on {t.device.type}"})
         if t.split is not None:
             t.check_split()
         return t
@@ -533,7 +561,8 @@ def run_summary(state: dict) -> str:
     """Human-readable JSON of a checkpoint: config, counters and curriculum events (no weights)."""
     trainer = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                for k, v in state.get("trainer", {}).items()}  # strict JSON has no Infinity
-    return json.dumps({"config": state["config"], **trainer, "events": state.get("events", [])}, indent=1)
+    return json.dumps({"config": state["config"], "precision": state.get("precision"), **trainer,
+                       "events": state.get("events", [])}, indent=1)
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:
@@ -578,5 +607,7 @@ def export(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     state = load_checkpoint(path)
     slim = {"format": CHECKPOINT_FORMAT, "config": state["config"], "model": state["model"],
             "trainer": state.get("trainer", {}), "events": state.get("events", [])}
+    if "precision" in state:
+        slim["precision"] = state["precision"]
     save_atomic(slim, out)
     return Path(out)

@@ -69,7 +69,7 @@ def test_train_options_reach_the_checkpoint(tmp_path, capsys):
     cfg = load_checkpoint(tmp_path / "last.pt")["config"]
     assert cfg["model"]["fcn_dilations"] == [1, 2, 4, 8] and cfg["model"]["feedback"] is True
     assert cfg["model"]["channels"] == 12 and cfg["model"]["coords"] is True
-    assert (cfg["cpu_bf16"], cfg["val_images"], cfg["patience"]) == (True, 4, 5)
+    assert (cfg["precision"], cfg["val_images"], cfg["patience"]) == ("bf16", 4, 5)
 
 
 def test_canvas_options_reach_the_checkpoint(tmp_path, capsys):

@@ -1,0 +1,119 @@
+"""Numeric precision: one setting, ``auto | fp32 | bf16 | fp16``, for training and inference.
+
+Explained in the book chapter ``book/07_training`` (section "How fast, and why").
+
+Mixed precision only pays where the hardware computes in it. On a CPU, bf16 autocast is fast
+where the processor has bf16 instructions (AVX512-BF16 or AMX) and several times *slower*
+than fp32 where oneDNN has to emulate it (AVX2-only CPUs: most laptops, many cloud machines).
+So ``auto`` means:
+
+* CUDA: bf16 autocast where the GPU supports it (``torch.cuda.is_bf16_supported()``: Ampere
+  and newer), else fp16 autocast with a ``torch.amp.GradScaler`` (a T4);
+* CPU: bf16 autocast only where it runs natively -- the CPU flags name ``avx512_bf16`` or
+  ``amx_bf16`` *and* a one-off micro-timing at the model's own convolution shape shows bf16
+  faster than fp32 (about 0.1 s, once per process) -- else fp32.
+
+``resolve_precision`` turns a setting into the one used (``"fp32"``, ``"bf16"`` or
+``"fp16"``); ``autocast`` opens the matching context. fp32 never autocasts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_flags() -> Optional[set]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (Linux), or ``None`` where unknown."""
+    path = Path("/proc/cpuinfo")
+    if not path.is_file():
+        return None
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.partition(":")[2].split())
+    return None
+
+
+def bf16_speedup(repeats: int = 3) -> float:
+    """fp32 time / bf16-autocast time of a 3x3 convolution at RIS's shapes (batch 4, 30 -> 120
+    channels, 53 x 50: one ConvLSTM gate convolution), forward and backward, on this CPU.
+    Above 1 where bf16 is native; well below 1 where it is emulated."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 60, 53, 50, generator=g, requires_grad=True)
+    w = torch.randn(120, 60, 3, 3, generator=g, requires_grad=True)
+
+    def timed(enabled: bool) -> float:
+        best = float("inf")
+        for _ in range(repeats + 1):  # the first call warms oneDNN's kernel cache up
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+                y = F.conv2d(x, w, padding=1)
+            y.float().sum().backward()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    return timed(False) / timed(True)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True where bf16 autocast runs natively on this CPU (cached for the process)."""
+    flags = cpu_flags()
+    if flags is not None and platform.machine() in ("x86_64", "AMD64"):
+        if not flags & {"avx512_bf16", "amx_bf16"}:
+            return False  # AVX2 / plain AVX512: oneDNN emulates bf16, no need to time it
+    return bf16_speedup() > 1.1
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``precision`` (one of ``PRECISIONS``) on ``device`` -> the precision used: ``"fp32"``,
+    ``"bf16"`` or ``"fp16"``. Raises ``ValueError`` for an unknown name or fp16 on a CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        if precision == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return precision
+    if precision == "fp16":
+        raise ValueError("precision 'fp16' is for CUDA (with a gradient scaler); on a CPU use fp32, bf16 or auto")
+    if precision == "auto":
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    return precision
+
+
+@functools.lru_cache(maxsize=None)
+def warn_if_emulated(precision: str, device_type: str) -> None:
+    """One warning per process when bf16 was asked for on a CPU that emulates it."""
+    if precision == "bf16" and device_type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("bf16 on this CPU is emulated (no AVX512-BF16/AMX) and runs several times slower "
+                      "than fp32; use --precision auto or fp32", RuntimeWarning, stacklevel=3)
+
+
+def autocast(precision: str, device: torch.device | str):
+    """The autocast context of a *resolved* precision (``resolve_precision``'s result)."""
+    device = torch.device(device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in DTYPES:
+        raise ValueError(f"autocast needs a resolved precision (fp32, bf16, fp16), got {precision!r}")
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def grad_scaler(precision: str, device: torch.device | str) -> Optional[torch.amp.GradScaler]:
+    """A ``GradScaler`` for fp16 on CUDA (its small exponent range underflows gradients), else None."""
+    device = torch.device(device)
+    if precision == "fp16" and device.type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
