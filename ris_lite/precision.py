@@ -66,7 +66,7 @@ def bf16_speedup(repeats: int = 3) -> float:
     return timed(False) / timed(True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """True where bf16 autocast runs natively on this CPU (cached for the process)."""
     flags = cpu_flags()
@@ -93,7 +93,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return precision
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def warn_if_emulated(precision: str, device_type: str) -> None:
     """One warning per process when bf16 was asked for on a CPU that emulates it."""
     if precision == "bf16" and device_type == "cpu" and not cpu_has_native_bf16():

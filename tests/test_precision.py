@@ -5,12 +5,11 @@ import warnings
 
 import pytest
 import torch
+from test_train import tiny_config
 
 from ris_lite import TrainConfig, Trainer, precision
 from ris_lite.cli import main
 from ris_lite.train import load_checkpoint
-
-from test_train import tiny_config
 
 
 @pytest.fixture
@@ -108,7 +107,7 @@ def test_checkpoint_records_the_precision_and_resume_uses_it(tmp_path, asked):
     assert state["precision"] == {"requested": asked, "used": asked, "device": "cpu"}
     resumed = Trainer.resume(tmp_path / "last.pt", device="cpu")
     assert resumed.precision == asked and resumed.config.precision == asked
-    assert '"used": "%s"' % asked in (tmp_path / "last.json").read_text()
+    assert f'"used": "{asked}"' in (tmp_path / "last.json").read_text()
 
 
 def test_train_step_runs_in_the_resolved_precision(tmp_path, monkeypatch):
