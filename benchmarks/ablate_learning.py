@@ -40,10 +40,11 @@ from pathlib import Path
 import torch
 from _pairs import run_in_pairs
 
-from ris_lite.evaluate import evaluate_model
-from ris_lite.model import RISConfig
-from ris_lite.rosette import RosetteDataset
-from ris_lite.train import TrainConfig, Trainer
+from ris_lite.data.rosette import RosetteDataset
+from ris_lite.evaluation.evaluate import evaluate_model
+from ris_lite.model.ris import RISConfig
+from ris_lite.training.config import TrainConfig
+from ris_lite.training.trainer import Trainer
 
 PAPER = dict(lr=2e-3, batch_size=4, eval_every=50, stage_max_steps=250, val_images=64, patience=3)
 CANVAS = dict(lr=1e-3, batch_size=8, eval_every=250, val_images=64, patience=3, warmup_steps=100)

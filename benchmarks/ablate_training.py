@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from _pairs import run_in_pairs
 
-from ris_lite.model import RISConfig
-from ris_lite.train import TrainConfig, Trainer
+from ris_lite.model.ris import RISConfig
+from ris_lite.training.config import TrainConfig
+from ris_lite.training.trainer import Trainer
 
 ARMS = {
     "paper": dict(),

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ris_lite import RosetteDataset, load_pretrained
-from ris_lite.crf import CRFConfig, lattice_marginals, refine, unary_probabilities
-from ris_lite.evaluate import ground_truth_labels
-from ris_lite.metrics import evaluate_labels, symmetric_best_dice
-from ris_lite.model import first_claim_labels
+from ris_lite.evaluation.evaluate import ground_truth_labels
+from ris_lite.evaluation.metrics import evaluate_labels, symmetric_best_dice
+from ris_lite.model.crf import CRFConfig, lattice_marginals, refine, unary_probabilities
+from ris_lite.model.ris import first_claim_labels
 
 
 def lattice_seconds(image: torch.Tensor, masks: torch.Tensor, config: CRFConfig) -> float:

@@ -28,9 +28,10 @@ import torch
 
 import ris_lite
 from ris_lite.cli import main as cli
-from ris_lite.cvppp import write_plant
-from ris_lite.evaluate import evaluate_model
-from ris_lite.train import Trainer, model_from_checkpoint
+from ris_lite.data.cvppp import write_plant
+from ris_lite.evaluation.evaluate import evaluate_model
+from ris_lite.model.checkpoint import model_from_checkpoint
+from ris_lite.training.trainer import Trainer
 
 PLANTS = dict(n_leaves=(6, 12), clutter=False, blur=False, size=(530, 500), zoom=1.0)
 

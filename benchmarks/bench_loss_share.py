@@ -15,7 +15,7 @@ from functools import partial
 import torch
 
 import ris_lite
-from ris_lite.augment import collate_instances
+from ris_lite.data.augment import collate_instances
 
 
 def timed(fn, reps):

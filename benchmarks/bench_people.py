@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 import ris_lite
-from ris_lite.people import PeopleDataset
-from ris_lite.people_eval import occlusion_summary, score_people, tune_people_baseline
-from ris_lite.train import model_from_checkpoint
+from ris_lite.data.people import PeopleDataset
+from ris_lite.evaluation.people_eval import occlusion_summary, score_people, tune_people_baseline
+from ris_lite.model.checkpoint import model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 import ris_lite
-from ris_lite.cvppp import write_plant
-from ris_lite.train import TrainConfig, Trainer
+from ris_lite.data.cvppp import write_plant
+from ris_lite.training.config import TrainConfig
+from ris_lite.training.trainer import Trainer
 
 
 def main() -> None:

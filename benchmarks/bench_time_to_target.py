@@ -17,9 +17,9 @@ import csv
 from pathlib import Path
 
 from ris_lite.cli import main as cli
-from ris_lite.evaluate import evaluate_model
-from ris_lite.rosette import RosetteDataset
-from ris_lite.train import load_checkpoint, model_from_checkpoint
+from ris_lite.data.rosette import RosetteDataset
+from ris_lite.evaluation.evaluate import evaluate_model
+from ris_lite.model.checkpoint import load_checkpoint, model_from_checkpoint
 
 #: ``ris-lite train`` arguments of the shipped checkpoint (ris_lite/pretrained/README.md).
 SHIPPED_TRAIN_ARGS = ["--data", "synthetic", "--max-steps", "5767", "--fcn-dilations", "1,2,4,8",

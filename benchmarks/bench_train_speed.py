@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import ris_lite
-from ris_lite.augment import collate_instances
-from ris_lite.crf import refine
+from ris_lite.data.augment import collate_instances
+from ris_lite.model.crf import refine
 from ris_lite.precision import autocast, cpu_flags, resolve_precision
-from ris_lite.train import clip_gradients
+from ris_lite.training.trainer import clip_gradients
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

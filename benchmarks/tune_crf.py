@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from ris_lite import RosetteDataset, load_pretrained
-from ris_lite.crf import CRFConfig, DenseCRF, refine
-from ris_lite.evaluate import ground_truth_labels
-from ris_lite.metrics import evaluate_labels
-from ris_lite.model import first_claim_labels
+from ris_lite.evaluation.evaluate import ground_truth_labels
+from ris_lite.evaluation.metrics import evaluate_labels
+from ris_lite.model.crf import CRFConfig, DenseCRF, refine
+from ris_lite.model.ris import first_claim_labels
 
 SEARCH = {
     "appearance_xy": [1.5, 2.0, 2.5, 3.0, 5.0, 8.0, 12.0, 16.0],

@@ -216,7 +216,7 @@ plt.show()
 # ## 4. Augmentation: one geometry for the image and every mask
 #
 # The paper augments A1 by rotating each image by a random angle and flipping it with
-# probability ½. `RotateFlip` does this with `ris_lite.augment.rotate`, twenty lines of
+# probability ½. `RotateFlip` does this with `ris_lite.data.augment.rotate`, twenty lines of
 # `affine_grid` + `grid_sample`: the image is interpolated bilinearly, the masks use
 # nearest-neighbour sampling so that a pixel is either in a leaf or not. Corners that come from outside the frame are filled with the
 # image's border colour. A leaf rotated entirely out of the frame is **dropped** — an empty
@@ -243,7 +243,7 @@ plt.show()
 # square a quarter turn must equal `torch.rot90`:
 
 # %%
-from ris_lite.augment import rotate
+from ris_lite.data.augment import rotate
 
 rot_masks = rotate(msk, 33.0, "nearest")
 rot_labels = rotate(lab[None], 33.0, "nearest")[0]
@@ -361,8 +361,8 @@ print("label PNG mode:", Image.open(folder / "plant014_label.png").mode)
 # ## What this chapter built in `ris_lite`
 #
 # `make_rosette`, `RosetteDataset`, `SPLITS`, `A1_STATS`, `labels_to_masks`,
-# `masks_to_labels` (module `ris_lite.rosette`); `RotateFlip`, `collate_instances`
-# (`ris_lite.augment`); `CVPPP`, `read_label_png`, `write_label_png` (`ris_lite.cvppp`);
+# `masks_to_labels` (module `ris_lite.data.rosette`); `RotateFlip`, `collate_instances`
+# (`ris_lite.data.augment`); `CVPPP`, `read_label_png`, `write_label_png` (`ris_lite.data.cvppp`);
 # `viz.overlay`, `viz.label_rgb` (`ris_lite.viz`).
 #
 # Their docstrings, with tensor shapes, are in the [API reference](api).

@@ -253,7 +253,7 @@ plt.show()
 # ## What this chapter built in `ris_lite`
 #
 # `FCN` (with `output_size`, `receptive_field`, `downsample`) and `bilinear_kernel`
-# (module `ris_lite.fcn`); `with_coordinates` (`ris_lite.model`); `pick_device` (`ris_lite.train`); `load_pretrained`
+# (module `ris_lite.model.fcn`); `with_coordinates` (`ris_lite.model.ris`); `pick_device` (`ris_lite.device`); `load_pretrained`
 # (`ris_lite.pretrained`).
 #
 # Their docstrings, with tensor shapes, are in the [API reference](api).

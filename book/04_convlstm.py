@@ -272,6 +272,6 @@ plt.show()
 # ## What this chapter built in `ris_lite`
 #
 # `ConvLSTMCell` (`forward`, `project_input`, `step`, `gates`, `init_state`),
-# `ConvLSTMCellEq1` (`load_from_fused`) and `ConvLSTM` (module `ris_lite.convlstm`).
+# `ConvLSTMCellEq1` (`load_from_fused`) and `ConvLSTM` (module `ris_lite.model.convlstm`).
 #
 # Their docstrings, with tensor shapes, are in the [API reference](api).

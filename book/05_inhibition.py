@@ -148,7 +148,7 @@ assert torch.allclose(ours, mask, atol=1e-6)
 # $b_0$ differs:
 
 # %%
-from ris_lite.loss import ris_loss
+from ris_lite.training.loss import ris_loss
 
 data = ris_lite.RosetteDataset("train", length=4, n_leaves=(2, 4), count_sampling="uniform")
 images, targets, counts = ris_lite.collate_instances([data[i] for i in range(4)])
@@ -294,7 +294,7 @@ plt.show()
 # ## What this chapter built in `ris_lite`
 #
 # `SpatialInhibition`, `ConfidenceHead`, `inhibition_bias_init` (module
-# `ris_lite.inhibition`); `RIS`, `RISConfig` (`ris_lite.model`); `viz.sequence_strip`
+# `ris_lite.model.inhibition`); `RIS`, `RISConfig` (`ris_lite.model.ris`); `viz.sequence_strip`
 # (`ris_lite.viz`).
 #
 # Their docstrings, with tensor shapes, are in the [API reference](api).

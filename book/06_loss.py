@@ -37,7 +37,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import ris_lite
-from ris_lite.loss import soft_iou_grad
+from ris_lite.training.loss import soft_iou_grad
 
 _ = torch.manual_seed(0)
 
@@ -238,7 +238,7 @@ print("score gradients equal:", torch.allclose(scores.grad[0], algo_scores, atol
 # segmentation of a plant, emitted in some other order than by area.
 
 # %%
-from ris_lite.loss import fixed_order_loss, pairwise_soft_iou
+from ris_lite.training.loss import fixed_order_loss, pairwise_soft_iou
 
 img, lab = ris_lite.make_rosette(3, n_leaves=(4, 4))
 truth = ris_lite.labels_to_masks(lab)  # (4, H, W), in the generator's order
@@ -347,7 +347,7 @@ plt.show()
 #
 # ## Exercises
 #
-# 1. Time `ris_loss` against the per-image reference `ris_lite.loss.per_image_loss` for a
+# 1. Time `ris_loss` against the per-image reference `ris_lite.training.loss.per_image_loss` for a
 #    batch of 16 at $T = 22$. Where does the time go? (`benchmarks/bench_loss_share.py` measures
 #    the loss's share of a training step.)
 # 2. Replace $f_{\mathrm{IoU}}$ by the mean per-pixel log-likelihood of the matched pair (the
@@ -371,6 +371,6 @@ plt.show()
 # ## What this chapter built in `ris_lite`
 #
 # `soft_iou`, `pairwise_soft_iou`, `match`, `ris_loss`, `fixed_order_loss` and
-# `loss.soft_iou_grad`, `loss.per_image_loss` (module `ris_lite.loss`).
+# `loss.soft_iou_grad`, `loss.per_image_loss` (module `ris_lite.training.loss`).
 #
 # Their docstrings, with tensor shapes, are in the [API reference](api).

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 import ris_lite
-from ris_lite.train import clip_gradients
+from ris_lite.training.trainer import clip_gradients
 
 torch.manual_seed(0)
 device = ris_lite.pick_device()
@@ -404,9 +404,12 @@ for r in curve:
 #
 # ## What this chapter built in `ris_lite`
 #
-# `Trainer` (`train_step`, `validate`, `after_validation`, `run`, `save`, `save_snapshot`, `resume`),
-# `TrainConfig`, `A1_CURRICULUM`, `clip_gradients`, `save_atomic`, `load_checkpoint`,
-# `model_from_checkpoint`, `export` (module `ris_lite.train`); the CLI (`ris_lite.cli`);
-# `load_pretrained` (`ris_lite.pretrained`).
+# In `ris_lite.training`: `Trainer` (`train_step`, `validate`, `after_validation`, `run`, `save`,
+# `resume`; module `trainer`, with `clip_gradients`), `TrainConfig` (`config`),
+# `A1_CURRICULUM` and `Curriculum` (`curriculum`), `PlateauRule` and `cut_lr` (`schedule`), the
+# data sources (`sources`), the log, checkpoint and snapshot hooks (`hooks`) and what a checkpoint
+# holds (`checkpointing`); `save_atomic`, `load_checkpoint`, `model_from_checkpoint`, `export`
+# (`ris_lite.model.checkpoint`); the precision rule (`ris_lite.precision`); the CLI
+# (`ris_lite.cli`); `load_pretrained` (`ris_lite.pretrained`).
 #
 # Their docstrings, with tensor shapes, are in the [API reference](api).

@@ -109,7 +109,7 @@ print("chosen on val:", params, f"| val SBD {val_scores['sbd']:.3f}")
 
 fig, axes = plt.subplots(1, 4, figsize=(11, 3))
 image, _ = test[0]
-fg = ris_lite.baseline.foreground(image)
+fg = ris_lite.evaluation.baseline.foreground(image)
 wl = ris_lite.watershed_leaves(image, params)
 for ax, im, title in zip(axes, [image.permute(1, 2, 0), fg, label_rgb(wl), label_rgb(test.labels(0))],
                          ["image", "excess-green foreground", f"watershed: {int(wl.max())}",
@@ -135,7 +135,7 @@ model = ris_lite.load_pretrained().to(device)
 canvas_model = ris_lite.load_pretrained("rosettes_canvas").to(device)
 ris_scores = ris_lite.evaluate_model(model, test)
 canvas_scores = ris_lite.evaluate_model(canvas_model, test)
-ws_scores = ris_lite.baseline.evaluate_baseline(test, params)
+ws_scores = ris_lite.evaluation.baseline.evaluate_baseline(test, params)
 
 
 def row(name, r):
@@ -377,9 +377,9 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 #
 # `metrics.best_dice`, `symmetric_best_dice`, `fg_bg_dice`, `diff_fg_labels`,
 # `count_labels`, `evaluate_labels`, `average_precision_r`, `average_precision_r_mean`,
-# `failure_kinds`, `best_dice_per_label` (module `ris_lite.metrics`); `evaluate_model`, `predict_dataset`
-# (`ris_lite.evaluate`); `watershed_leaves`, `tune_baseline`, `WatershedParams`,
-# `baseline.foreground`, `baseline.evaluate_baseline` (`ris_lite.baseline`);
-# `RIS.predict` (`ris_lite.model`).
+# `failure_kinds`, `best_dice_per_label` (module `ris_lite.evaluation.metrics`); `evaluate_model`, `predict_dataset`
+# (`ris_lite.evaluation.evaluate`); `watershed_leaves`, `tune_baseline`, `WatershedParams`,
+# `baseline.foreground`, `baseline.evaluate_baseline` (`ris_lite.evaluation.baseline`);
+# `RIS.predict` (`ris_lite.model.ris`).
 #
 # Their docstrings, with tensor shapes, are in the [API reference](api).

@@ -19,7 +19,7 @@
 # * three levers that later work used: a learning-rate schedule that spans the whole run, a
 #   **canvas** of what is already segmented fed back as an input with **teacher forcing** and
 #   **scheduled sampling** (Ren & Zemel, CVPR 2017), and a finer mask grid;
-# * how each lever is built in `ris_lite` (`ris_lite.canvas`, `TrainConfig.schedule`);
+# * how each lever is built in `ris_lite` (`ris_lite.training.canvas`, `TrainConfig.schedule`);
 # * how to compare them fairly on a 2-core CPU (equal CPU-minutes, same seeds, same test plants),
 #   and what the comparison says;
 # * the two shipped models side by side on the same plants.
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 import ris_lite
-from ris_lite.canvas import sampling_probability, sequence_canvas_loss, split_done
+from ris_lite.training.canvas import sampling_probability, sequence_canvas_loss, split_done
 from ris_lite.viz import label_rgb, overlay
 
 torch.manual_seed(0)
@@ -434,7 +434,7 @@ assert last < first
 #
 # `RISConfig(canvas=..., canvas_memory=..., canvas_iterations=...)`, `RIS.canvas_step`,
 # `ConvLSTM.step_from_zero`; `split_done`, `remaining_after`, `rollout_canvas`, `canvas_loss`,
-# `sequence_canvas_loss`, `sampling_probability` (module `ris_lite.canvas`);
+# `sequence_canvas_loss`, `sampling_probability` (module `ris_lite.training.canvas`);
 # `TrainConfig(schedule="cosine", warmup_steps=..., sampling_final=..., sampling_start=...)`,
 # `TrainConfig.lr_at`, `Trainer.clock`; `ris-lite train --canvas / --canvas-memory / --schedule /
 # --sampling-final`, `ris-lite evaluate --model NAME`; `benchmarks/ablate_learning.py`.

@@ -21,7 +21,7 @@
 # * the Gibbs energy of a dense CRF with Potts penalties and Gaussian kernels (eqs. 10.3, 10.4),
 #   as in Krähenbühl & Koltun (NIPS 2011) {cite:p}`kraehenbuehl2011densecrf`, the CRF the paper's RIS+CRF builds on;
 # * mean-field inference (eq. 10.5), why each of its updates lowers a free energy (eq. 10.6),
-#   and one iteration built by hand and checked against `ris_lite.crf`;
+#   and one iteration built by hand and checked against `ris_lite.model.crf`;
 # * what the exact dense kernel costs, and how it compares with Krähenbühl's permutohedral
 #   lattice (the `pydensecrf2` package);
 # * Table 2's RIS and RIS+CRF rows measured on our synthetic test split.
@@ -47,7 +47,7 @@ import torch
 
 import ris_lite
 from ris_lite import metrics
-from ris_lite.crf import (
+from ris_lite.model.crf import (
     DenseCRF,
     first_claims,
     lattice_marginals,
@@ -287,7 +287,7 @@ plt.show()
 # pixel after the CRF keeps the pixels RIS gave it. `keep_count=False` lets the CRF drop
 # instances; section 6 measures both.
 #
-# `ris_lite.crf.refine(image, masks, config)` does all of the above;
+# `ris_lite.model.crf.refine(image, masks, config)` does all of the above;
 # `model.predict(images, crf=True)` calls it with the parameters tuned for the model. On our
 # plant:
 
@@ -514,7 +514,7 @@ if have_lattice:
 #
 # ## What this chapter built in `ris_lite`
 #
-# Module `ris_lite.crf`: `CRFConfig`, `unary_probabilities`, `DenseGaussian`,
+# Module `ris_lite.model.crf`: `CRFConfig`, `unary_probabilities`, `DenseGaussian`,
 # `SeparableGaussian`, `DenseCRF` (`message`, `step`, `mean_field`, `free_energy`),
 # `refine_marginals`, `refine`, `first_claims`, `labels_from_marginals`, `lattice_marginals`
 # (the pydensecrf2 check); `RIS.kept_masks`,

@@ -62,9 +62,9 @@ from PIL import Image
 
 import ris_lite
 from ris_lite.cli import main as ris_lite_cli
-from ris_lite.evaluate import evaluate_model, scoring_pair
-from ris_lite.folder import LabelledFolder, split_ids, upsample_labels
-from ris_lite.metrics import evaluate_labels
+from ris_lite.data.folder import LabelledFolder, split_ids, upsample_labels
+from ris_lite.evaluation.evaluate import evaluate_model, scoring_pair
+from ris_lite.evaluation.metrics import evaluate_labels
 from ris_lite.viz import label_rgb, overlay
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data" / "fixtures").is_dir())
@@ -183,7 +183,7 @@ assert scores[zoom]["sbd"] > scores[1.0]["sbd"]
 # The challenge scores a prediction against the label file at the file's resolution. A 106 × 100
 # prediction goes back through eq. (11.1) in reverse: resized to the crop box and pasted into an
 # empty frame (outside the box, background). Resizing a label map by nearest neighbour makes
-# staircase edges five pixels tall; `ris_lite.folder.upsample_labels` resizes each label's
+# staircase edges five pixels tall; `ris_lite.data.folder.upsample_labels` resizes each label's
 # indicator $\mathbb{1}[y = l]$ bilinearly and keeps the largest at each pixel $p$,
 #
 # $$
@@ -255,7 +255,7 @@ assert split == split_ids(full.names[::-1], 0.2) and not set(split["train"]) & s
 # Real images cannot be drawn with a chosen number of leaves, so the curriculum of chapter {doc}`Training <07_training>` is
 # adapted: every stage uses all training images and only the unrolled length grows, up to
 # $\max n + 2$ steps, so that every image's stop signal is trained
-# (`ris_lite.train.real_curriculum`). A model that already segments long sequences needs no
+# (`ris_lite.training.curriculum.real_curriculum`). A model that already segments long sequences needs no
 # curriculum: `--init` starts from its weights at the last stage, and reads the data at its
 # scale. The commands, for A1 in `data/CVPPP/A1`:
 #
@@ -337,7 +337,7 @@ out = Path(tempfile.mkdtemp())
 assert ris_lite_cli(["predict", "--data", f"cvppp:{DATA}", "--out", str(out / "predictions")]) == 0
 print(sorted(p.name for p in (out / "predictions").iterdir())[:4])
 assert Image.open(out / "predictions" / f"{name}_label.png").size == rgb.size
-scored = ris_lite.folder.score_predictions(out / "predictions", full)
+scored = ris_lite.evaluation.evaluate.score_predictions(out / "predictions", full)
 assert abs(scored["sbd"] - scores[zoom]["sbd"]) < 1e-9  # the written files score as evaluate did
 print(f"scored from the written files: SBD {100 * scored['sbd']:.1f}")
 
@@ -425,12 +425,13 @@ assert code == 2 and not (broken.parent / "run").exists()
 #
 # ## What this chapter built in `ris_lite`
 #
-# Module `ris_lite.folder`: `LabelledFolder` (`crop_box`, `to_original`, `original_labels`,
-# `view`, `instance_counts`), `read_image`, `read_label_image`, `split_ids`, `upsample_labels`,
-# `open_folder`, `score_predictions`; `CVPPP` on top of it and `cvppp.write_plant`;
-# `metrics.consecutive_labels`; `evaluate.scoring_pair` and `resolution=` in `evaluate_model`;
-# in `ris_lite.train`: `TrainConfig.source`, `real_curriculum`, `Trainer.load_weights`,
-# `load_model`; the commands `ris-lite train --data cvppp:|folder: --init`, `ris-lite score`,
+# Module `ris_lite.data.folder`: `LabelledFolder` (`crop_box`, `to_original`, `original_labels`,
+# `view`, `instance_counts`), `read_image`, `read_label_image`, `split_ids`, `upsample_labels`;
+# `CVPPP` on top of it and `write_plant` (`ris_lite.data.cvppp`); `open_folder`
+# (`ris_lite.data.real`); `consecutive_labels` (`ris_lite.evaluation.metrics`); `scoring_pair`,
+# `score_predictions` and `resolution=` in `evaluate_model` (`ris_lite.evaluation.evaluate`);
+# in `ris_lite.training`: `TrainConfig.source`, `real_curriculum` (`curriculum`), the folder
+# source (`sources`), `Trainer.load_weights`; `load_model` (`ris_lite.pretrained`); the commands `ris-lite train --data cvppp:|folder: --init`, `ris-lite score`,
 # `evaluate --resolution`; `benchmarks/bench_finetune.py`, `benchmarks/bench_real_loader.py`.
 # Their docstrings are in the [API reference](api).
 #

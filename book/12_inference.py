@@ -307,7 +307,7 @@ widgets.interact(show_step, t=widgets.IntSlider(min=1, max=K + 1, value=1, descr
 # 4. Time `ris_by_hand` against `RIS.forward` for 30 steps. Where does the package save work?
 #
 # :::{dropdown} Hints
-# 1. `ris_lite.metrics.evaluate_labels` scores a list of label maps. 2. Pass the convolution's
+# 1. `ris_lite.evaluation.metrics.evaluate_labels` scores a list of label maps. 2. Pass the convolution's
 #    output through `torch.sigmoid(logits + model.inhibition.b)`; keep the rest. 3. Use `dic`
 #    from section 3 and `np.argmax`. 4. Chapter {doc}`ConvLSTM <04_convlstm>`: the input half of the first layer's gates.
 # :::

@@ -56,13 +56,20 @@ import torch
 from PIL import Image
 
 import ris_lite
-from ris_lite.fcn8s import FCN8s
-from ris_lite.metrics import ImageDetections, average_precision_r, mask_iou, match_detections
-from ris_lite.model import RIS
-from ris_lite.people import PeopleDataset, make_people_scene, people_model_config
-from ris_lite.people_eval import emission_vs_depth, occlusion_summary, score_people
-from ris_lite.people_readers import COCOPeople, VOCPeople
-from ris_lite.train import TrainConfig, model_from_checkpoint
+from ris_lite.data.people import PeopleDataset, make_people_scene
+from ris_lite.data.people_readers import COCOPeople, VOCPeople
+from ris_lite.evaluation.metrics import (
+    ImageDetections,
+    average_precision_r,
+    mask_iou,
+    match_detections,
+)
+from ris_lite.evaluation.people_eval import emission_vs_depth, occlusion_summary, score_people
+from ris_lite.model.checkpoint import model_from_checkpoint
+from ris_lite.model.fcn8s import FCN8s
+from ris_lite.model.people import people_model_config
+from ris_lite.model.ris import RIS
+from ris_lite.training.config import TrainConfig
 from ris_lite.viz import label_rgb
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data" / "fixtures").is_dir())
@@ -91,7 +98,7 @@ _ = torch.manual_seed(0)
 # \tag{13.0}
 # $$
 #
-# So `ris_lite.fcn8s.FCN8s` pads the image right and bottom to 512 × 512 and the masks are
+# So `ris_lite.model.fcn8s.FCN8s` pads the image right and bottom to 512 × 512 and the masks are
 # cropped back to 500 × 500 after the upsampling. (The original Caffe FCN-8s pads its first
 # convolution by 100 pixels instead, which puts 70 × 70 cells at this point; only the padding to
 # a multiple of 32 gives the paper's 64.) Here is every stage's size, measured on a narrow copy
@@ -339,7 +346,7 @@ assert np.all(with_void > without)
 # %% [markdown]
 # ## 4. A stand-in for VOC: people that occlude each other
 #
-# `ris_lite.people` draws scenes of one to six figures -- head, torso, two arms, two legs, each
+# `ris_lite.data.people` draws scenes of one to six figures -- head, torso, two arms, two legs, each
 # in its own pose, size and colours -- standing on a ground plane. A figure farther away stands
 # higher and is smaller, and the figures are painted back to front, so a nearer figure hides
 # what it overlaps. Each scene carries its **depth order** and every figure's whole
@@ -519,7 +526,7 @@ plt.show()
 # %%
 voc_root, checkpoint = os.environ.get("RIS_LITE_VOC"), os.environ.get("RIS_LITE_PEOPLE_CKPT")
 if voc_root and checkpoint:
-    from ris_lite.people_eval import model_region_ap
+    from ris_lite.evaluation.people_eval import model_region_ap
 
     people_model = model_from_checkpoint(checkpoint, device=str(device))
     real = VOCPeople(voc_root, split="val", size=people_model.config.input_size[0])
@@ -591,13 +598,13 @@ else:
 #
 # ## What this chapter built in `ris_lite`
 #
-# `ris_lite.fcn8s` (`FCN8s` with `load_vgg16`, `load_imagenet`, `last_layer_parameters`),
+# `ris_lite.model.fcn8s` (`FCN8s` with `load_vgg16`, `load_imagenet`, `last_layer_parameters`),
 # `RISConfig(fcn_variant="fcn8s", fcn_width=...)`, `RIS.trainable_parameters`;
-# `ris_lite.people` (`make_people_scene`, `make_people`, `PeopleDataset`, `FlipLeftRight`,
-# `people_model_config`, `depth_rank_correlation`); `ris_lite.people_readers` (`VOCPeople`,
-# `COCOPeople`, `letterbox`); in `ris_lite.metrics`: `ImageDetections`, `mask_iou`,
+# `ris_lite.data.people` (`make_people_scene`, `make_people`, `PeopleDataset`, `FlipLeftRight`);
+# `people_model_config` (`ris_lite.model.people`); `ris_lite.data.people_readers` (`VOCPeople`,
+# `COCOPeople`, `letterbox`); in `ris_lite.evaluation.metrics`: `ImageDetections`, `mask_iou`,
 # `match_detections`, `precision_recall_area` and the `protocol` of `average_precision_r`;
-# `ris_lite.people_eval` (`ris_detections`, the baseline, `score_people`, `emission_vs_depth`,
+# `ris_lite.evaluation.people_eval` (`ris_detections`, the baseline, `score_people`, `emission_vs_depth`, `depth_rank_correlation`,
 # `occlusion_summary`, `bootstrap_ci`); `TrainConfig(source="people", freeze_fcn=...)`;
 # `ris-lite train --data people [--fcn-width] [--imagenet] [--freeze-fcn]`;
 # `benchmarks/bench_people.py`. Their docstrings are in the [API reference](api).

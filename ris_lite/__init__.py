@@ -1,26 +1,27 @@
 """ris_lite: Recurrent Instance Segmentation (Romera-Paredes & Torr, ECCV 2016), small.
 
-Every module names the book chapter that explains it. The public names below are the
-stable interface (see the book's introduction for the map).
+The folders follow the book's parts (``ris_lite/README.md`` has the map and the import rules):
+
+* ``ris_lite.data``: the data, synthetic and real (chapters 2, 11, 13);
+* ``ris_lite.model``: FCN, ConvLSTM, spatial inhibition, RIS, RIS+CRF (chapters 3-5, 10, 12, 13);
+* ``ris_lite.training``: the loss, the curriculum, the loop (chapters 6, 7, 9);
+* ``ris_lite.evaluation``: the CVPPP metrics, region AP, the baseline (chapters 8, 11, 13);
+* ``ris_lite.pretrained``: the shipped checkpoints; ``ris_lite.cli``: ``ris-lite``;
+* ``ris_lite.precision`` and ``ris_lite.device``: where and in which precision code runs.
+
+Every module names the chapter that explains it. The names below are the stable interface.
 """
 
-from . import canvas, crf, folder, metrics, people, people_eval, precision
-from .augment import RotateFlip, collate_instances
-from .baseline import WatershedParams, tune_baseline, watershed_leaves
-from .convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMCellEq1
-from .crf import CRFConfig, refine
-from .cvppp import CVPPP, read_label_png, write_label_png
-from .evaluate import evaluate_model, predict_dataset
-from .fcn import FCN, bilinear_kernel
-from .fcn8s import FCN8s
-from .folder import LabelledFolder
-from .inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
-from .loss import fixed_order_loss, match, pairwise_soft_iou, ris_loss, soft_iou
-from .model import RIS, RISConfig
-from .people import PeopleDataset, make_people, make_people_scene, people_model_config
-from .people_readers import COCOPeople, VOCPeople
-from .pretrained import load_pretrained
-from .rosette import (
+import sys as _sys
+
+from . import precision
+from .data import folder, people
+from .data.augment import RotateFlip, collate_instances
+from .data.cvppp import CVPPP, read_label_png, write_label_png
+from .data.folder import LabelledFolder
+from .data.people import PeopleDataset, make_people, make_people_scene
+from .data.people_readers import COCOPeople, VOCPeople
+from .data.rosette import (
     A1_STATS,
     SPLITS,
     RosetteDataset,
@@ -28,7 +29,30 @@ from .rosette import (
     make_rosette,
     masks_to_labels,
 )
-from .train import A1_CURRICULUM, PEOPLE_CURRICULUM, TrainConfig, Trainer, pick_device
+from .device import pick_device
+from .evaluation import metrics, people_eval
+from .evaluation.baseline import WatershedParams, tune_baseline, watershed_leaves
+from .evaluation.evaluate import evaluate_model, predict_dataset
+from .model import crf
+from .model.convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMCellEq1
+from .model.crf import CRFConfig, refine
+from .model.fcn import FCN, bilinear_kernel
+from .model.fcn8s import FCN8s
+from .model.inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
+from .model.people import people_model_config
+from .model.ris import RIS, RISConfig
+from .pretrained import load_pretrained
+from .training import canvas
+from .training.config import TrainConfig
+from .training.curriculum import A1_CURRICULUM, PEOPLE_CURRICULUM
+from .training.loss import fixed_order_loss, match, pairwise_soft_iou, ris_loss, soft_iou
+from .training.trainer import Trainer
+
+# The modules the earlier flat layout exported stay importable by their old dotted names
+# (``from ris_lite.metrics import best_dice``, as ../shared/API.md writes them).
+for _name, _module in {"metrics": metrics, "crf": crf, "canvas": canvas, "folder": folder, "people": people,
+                       "people_eval": people_eval}.items():
+    _sys.modules.setdefault(f"{__name__}.{_name}", _module)
 
 __version__ = "0.1.0"
 

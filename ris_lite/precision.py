@@ -49,10 +49,6 @@ def bf16_speedup(repeats: int = 3) -> float:
     """fp32 time / bf16-autocast time of a 3x3 convolution at RIS's shapes (batch 4, 30 -> 120
     channels, 53 x 50: one ConvLSTM gate convolution), forward and backward, on this CPU.
     Above 1 where bf16 is native; well below 1 where it is emulated."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(4, 60, 53, 50, generator=g, requires_grad=True)
-    w = torch.randn(120, 60, 3, 3, generator=g, requires_grad=True)
-
     def timed(enabled: bool) -> float:
         best = float("inf")
         for _ in range(repeats + 1):  # the first call warms oneDNN's kernel cache up
@@ -63,7 +59,12 @@ def bf16_speedup(repeats: int = 3) -> float:
             best = min(best, time.perf_counter() - t0)
         return best
 
-    return timed(False) / timed(True)
+    # the first caller may be inference code (no_grad / inference_mode): time with autograd on
+    with torch.inference_mode(False), torch.enable_grad():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(4, 60, 53, 50, generator=g, requires_grad=True)
+        w = torch.randn(120, 60, 3, 3, generator=g, requires_grad=True)
+        return timed(False) / timed(True)
 
 
 @functools.cache

@@ -1,6 +1,7 @@
 """Figures: label maps in colour, overlays, galleries, the step-by-step strip (Figs. 4, 7).
 
-Used by every chapter of the book.
+Used by every chapter of the book; introduced in ``book/02_data`` (label maps in colour) and
+``book/05_inhibition`` (the step-by-step strip).
 """
 
 from __future__ import annotations

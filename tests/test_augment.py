@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ris_lite import RotateFlip, collate_instances, labels_to_masks, make_rosette, masks_to_labels
-from ris_lite.augment import rotate
+from ris_lite.data.augment import rotate
 
 
 def test_rotation_moves_image_and_masks_together():

@@ -84,8 +84,12 @@ def test_config_renders_from_stored_outputs():
 
 
 def test_every_module_names_its_chapter():
-    for mod in (ROOT / "ris_lite").glob("*.py"):
-        if mod.name in ("__init__.py", "__main__.py"):
+    """Each module, and each folder's ``__init__``, names the chapter(s) that explain it."""
+    chapters = {p.stem for p in (ROOT / "book").glob("*.py")}
+    for mod in (ROOT / "ris_lite").rglob("*.py"):
+        if mod.relative_to(ROOT).as_posix() in ("ris_lite/__init__.py", "ris_lite/__main__.py"):
             continue
         doc = mod.read_text().split('"""')[1]
-        assert "book" in doc, f"{mod.name}: the docstring does not name a chapter"
+        named = set(re.findall(r"book/(\w+)", doc)) | set(re.findall(r"``(\d\d_\w+)``", doc))
+        assert named, f"{mod.relative_to(ROOT)}: the docstring does not name a chapter"
+        assert named <= chapters, f"{mod.relative_to(ROOT)} names chapters that do not exist: {named - chapters}"

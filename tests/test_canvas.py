@@ -7,15 +7,17 @@ import pytest
 import torch
 
 from ris_lite import RIS, make_rosette
-from ris_lite.canvas import (
+from ris_lite.model.checkpoint import model_from_checkpoint
+from ris_lite.model.ris import RISConfig
+from ris_lite.training.canvas import (
     canvas_loss,
     remaining_after,
     rollout_canvas,
     sampling_probability,
     split_done,
 )
-from ris_lite.model import RISConfig
-from ris_lite.train import TrainConfig, Trainer, model_from_checkpoint
+from ris_lite.training.config import TrainConfig
+from ris_lite.training.trainer import Trainer
 
 REFERENCE = Path(__file__).parent / "data" / "paper_forward_head.pt"
 SHIPPED = Path(__file__).parent.parent / "ris_lite" / "pretrained" / "rosettes.pt"
@@ -180,7 +182,7 @@ def test_memory_canvas_is_teacher_forced_step_by_step():
     """With a model that always outputs leaf 1's mask, greedy matching takes leaf 1 at step 1;
     the canvas of step 2 must then hold exactly leaf 1 (teacher forcing), or the model's own
     mask (scheduled sampling)."""
-    from ris_lite.canvas import sequence_canvas_loss
+    from ris_lite.training.canvas import sequence_canvas_loss
 
     targets, counts = _three_leaves()
     seen = []

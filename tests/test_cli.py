@@ -61,7 +61,7 @@ def test_errors_are_one_line(argv, message, capsys):
 
 
 def test_train_options_reach_the_checkpoint(tmp_path, capsys):
-    from ris_lite.train import load_checkpoint
+    from ris_lite.model.checkpoint import load_checkpoint
 
     assert main(["train", "--out", str(tmp_path), "--max-steps", "1", "--quiet", "--train-images", "2",
                  "--curriculum", "2,1,3", "--fcn-dilations", "1,2,4,8", "--feedback", "--coords", "--cpu-bf16",
@@ -73,7 +73,7 @@ def test_train_options_reach_the_checkpoint(tmp_path, capsys):
 
 
 def test_canvas_options_reach_the_checkpoint(tmp_path, capsys):
-    from ris_lite.train import load_checkpoint, model_from_checkpoint
+    from ris_lite.model.checkpoint import load_checkpoint, model_from_checkpoint
 
     assert main(["train", "--out", str(tmp_path), "--max-steps", "2", "--quiet", "--train-images", "2",
                  "--curriculum", "2,1,3", "--canvas-memory", "--schedule", "cosine", "--warmup-steps", "1",
@@ -115,7 +115,7 @@ def test_predict_on_cvppp_writes_original_size(tiny_run, tmp_path, capsys):
 def test_export_ships_model_config_and_log(tiny_run, tmp_path, capsys):
     assert main(["export", "--run", str(tiny_run), "--out", str(tmp_path), "--name", "mini"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mini.pt", "mini_config.json", "mini_log.csv"]
-    from ris_lite.train import model_from_checkpoint
+    from ris_lite.model.checkpoint import model_from_checkpoint
     assert not model_from_checkpoint(tmp_path / "mini.pt").training
     assert main(["export", "--run", str(tmp_path / "nope")]) == 2
 
@@ -131,7 +131,7 @@ def test_export_ships_the_learning_curve_when_there_is_one(tiny_run, tmp_path, c
 
 
 def test_evaluate_and_predict_with_crf(tiny_run, tmp_path, capsys):
-    from ris_lite.crf import CRFConfig
+    from ris_lite.model.crf import CRFConfig
 
     config = tmp_path / "crf.json"
     CRFConfig(appearance_weight=2.0, iterations=3).save(config)

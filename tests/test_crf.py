@@ -1,4 +1,4 @@
-"""The dense CRF of RIS+CRF (ris_lite.crf): kernels against their formulas, the mean-field update
+"""The dense CRF of RIS+CRF (ris_lite.model.crf): kernels against their formulas, the mean-field update
 against a hand-written one, energy descent, absorption, order independence, bad input, and
 agreement with Krähenbühl's permutohedral-lattice code (pydensecrf2)."""
 
@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from ris_lite import load_pretrained
-from ris_lite.crf import (
+from ris_lite.model.crf import (
     CRFConfig,
     DenseCRF,
-    DenseGaussian,
-    SeparableGaussian,
     first_claims,
     labels_from_marginals,
     lattice_marginals,
@@ -21,6 +19,7 @@ from ris_lite.crf import (
     refine_marginals,
     unary_probabilities,
 )
+from ris_lite.model.crf_kernels import DenseGaussian, SeparableGaussian
 
 F32 = dict(kernel_dtype="float32")
 

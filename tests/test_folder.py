@@ -1,4 +1,4 @@
-"""Real data end to end (ris_lite.folder, the real-data Trainer, the CLI on real folders)."""
+"""Real data end to end (ris_lite.data.folder, the real-data Trainer, the CLI on real folders)."""
 
 import json
 import random
@@ -12,19 +12,20 @@ from PIL import Image
 
 from ris_lite import CVPPP
 from ris_lite.cli import main
-from ris_lite.cvppp import write_label_png
-from ris_lite.evaluate import scoring_pair
-from ris_lite.folder import (
+from ris_lite.data.cvppp import write_label_png
+from ris_lite.data.folder import (
     LabelledFolder,
-    open_folder,
     read_image,
     read_label_image,
-    score_predictions,
     split_ids,
     upsample_labels,
 )
-from ris_lite.metrics import consecutive_labels, evaluate_labels
-from ris_lite.train import TrainConfig, Trainer, real_curriculum
+from ris_lite.data.real import open_folder
+from ris_lite.evaluation.evaluate import score_predictions, scoring_pair
+from ris_lite.evaluation.metrics import consecutive_labels, evaluate_labels
+from ris_lite.training.config import TrainConfig
+from ris_lite.training.curriculum import real_curriculum
+from ris_lite.training.trainer import Trainer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 FOLDER16 = FIXTURES / "folder16"

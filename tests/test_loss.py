@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ris_lite import match, pairwise_soft_iou, ris_loss, soft_iou
-from ris_lite.loss import per_image_loss, soft_iou_grad
+from ris_lite.training.loss import per_image_loss, soft_iou_grad
 
 
 def _random_case(T, n, H=6, W=5, seed=0):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ris_lite.metrics import (
+from ris_lite.evaluation.metrics import (
     average_precision_r,
     average_precision_r_mean,
     best_dice,

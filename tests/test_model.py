@@ -11,7 +11,7 @@ from ris_lite import (
     SpatialInhibition,
     inhibition_bias_init,
 )
-from ris_lite.convlstm import ConvLSTM
+from ris_lite.model.convlstm import ConvLSTM
 
 
 def test_fused_convlstm_equals_eight_convolution_form():
@@ -155,7 +155,7 @@ def test_feedback_carries_earlier_masks_into_later_steps():
 
 
 def test_coordinate_channels_are_appended_rows_and_columns():
-    from ris_lite.model import with_coordinates
+    from ris_lite.model.ris import with_coordinates
     x = torch.rand(2, 3, 5, 4)
     out = with_coordinates(x)
     assert out.shape == (2, 5, 5, 4) and torch.equal(out[:, :3], x)
@@ -190,7 +190,7 @@ def test_ris_with_literal_eq1_cells_matches_fused():
 
 
 def test_old_configs_without_feedback_still_load():
-    from ris_lite.model import RISConfig
+    from ris_lite.model.ris import RISConfig
     d = RISConfig().to_dict()
     del d["feedback"]
     assert RISConfig.from_dict(d).feedback is False

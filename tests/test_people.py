@@ -5,23 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from ris_lite.fcn8s import FCN8s, bilinear_upsampling_weight
-from ris_lite.model import RIS, first_claim_labels
-from ris_lite.people import (
-    FlipLeftRight,
-    PeopleDataset,
-    depth_rank_correlation,
-    make_people,
-    make_people_scene,
-    people_model_config,
-)
-from ris_lite.people_eval import (
+from ris_lite.data.people import FlipLeftRight, PeopleDataset, make_people, make_people_scene
+from ris_lite.evaluation.people_eval import (
     bootstrap_ci,
     components_detections,
+    depth_rank_correlation,
     emission_vs_depth,
     label_detections,
 )
-from ris_lite.train import PEOPLE_CURRICULUM, TrainConfig, Trainer
+from ris_lite.model.fcn8s import FCN8s, bilinear_upsampling_weight
+from ris_lite.model.people import people_model_config
+from ris_lite.model.ris import RIS, first_claim_labels
+from ris_lite.training.config import TrainConfig
+from ris_lite.training.curriculum import PEOPLE_CURRICULUM
+from ris_lite.training.trainer import Trainer
 
 
 def test_scenes_are_deterministic_and_sized():
@@ -225,7 +222,7 @@ def test_cli_trains_the_people_configuration(tmp_path):
 
 
 def test_score_people_end_to_end_on_a_tiny_model():
-    from ris_lite.people_eval import occlusion_summary, score_people
+    from ris_lite.evaluation.people_eval import occlusion_summary, score_people
 
     torch.manual_seed(0)
     model = RIS(people_model_config(width=1 / 16, input_size=(64, 64), batch_norm=True)).eval()

@@ -9,9 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from ris_lite.metrics import ImageDetections, average_precision_r, mask_iou, match_detections
-from ris_lite.people import make_people
-from ris_lite.people_readers import COCOPeople, VOCPeople, letterbox
+from ris_lite.data.people import make_people
+from ris_lite.data.people_readers import COCOPeople, VOCPeople, letterbox
+from ris_lite.evaluation.metrics import (
+    ImageDetections,
+    average_precision_r,
+    mask_iou,
+    match_detections,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
 VOC = FIXTURES / "VOCdevkit"

@@ -9,7 +9,7 @@ from test_train import tiny_config
 
 from ris_lite import TrainConfig, Trainer, precision
 from ris_lite.cli import main
-from ris_lite.train import load_checkpoint
+from ris_lite.model.checkpoint import load_checkpoint
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_train_step_runs_in_the_resolved_precision(tmp_path, monkeypatch):
         seen.append(p)
         return real(p, device)
 
-    monkeypatch.setattr("ris_lite.train.autocast", spy)
+    monkeypatch.setattr("ris_lite.training.trainer.autocast", spy)
     Trainer(tiny_config(precision="bf16"), tmp_path, device="cpu").train_step()
     assert seen == ["bf16"]
 
@@ -149,3 +149,11 @@ def test_bf16_prediction_is_close_to_fp32():
     b = model.kept_masks(image, max_steps=6, precision="bf16")[0]
     k = min(len(a), len(b))
     assert k >= 1 and (a[:k] - b[:k]).abs().mean() < 0.01
+
+
+def test_the_timing_works_from_inference_code():
+    """``auto`` is often first resolved inside ``torch.no_grad`` (predict, the CRF)."""
+    with torch.no_grad():
+        assert precision.bf16_speedup(repeats=1) > 0
+    with torch.inference_mode():
+        assert precision.bf16_speedup(repeats=1) > 0

@@ -58,7 +58,7 @@ def test_the_canvas_model_is_shipped_with_its_scores():
 
 
 def test_crf_parameters_and_scores_are_shipped():
-    from ris_lite.crf import CRFConfig
+    from ris_lite.model.crf import CRFConfig
     from ris_lite.pretrained import crf_config_path
 
     model = ris_lite.load_pretrained()

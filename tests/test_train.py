@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from ris_lite import TrainConfig, Trainer
-from ris_lite.train import clip_gradients, export, load_checkpoint, model_from_checkpoint
+from ris_lite.model.checkpoint import export, load_checkpoint, model_from_checkpoint
+from ris_lite.training.hooks import Snapshots
+from ris_lite.training.trainer import clip_gradients
 
 
 def tiny_config(**kw):
@@ -53,7 +55,7 @@ def test_clipping_covers_every_parameter():
 
 def test_train_step_clips(tmp_path, monkeypatch):
     seen = []
-    import ris_lite.train as tr
+    import ris_lite.training.trainer as tr
     monkeypatch.setattr(tr, "clip_gradients", lambda m, c: seen.append(c))
     Trainer(tiny_config(clip=3.0), tmp_path).train_step()
     assert seen == [3.0]
@@ -143,10 +145,11 @@ def test_no_lr_event_once_at_min_lr(tmp_path):
 
 def test_snapshots_follow_the_training_clock(tmp_path):
     t = Trainer(tiny_config(), tmp_path)
-    assert t._next_snapshot(5) == 300
+    snapshots = Snapshots(t, 5)
+    assert snapshots.next_due() == 300
     t.elapsed = 610.0  # 10 min 10 s of training: the 10-minute snapshot is due (5 was missed)
-    path = t.save_snapshot(5)
-    assert path == tmp_path / "snapshots" / "min_0010.00.pt" and t._next_snapshot(5) == 900
+    path = snapshots.save()
+    assert path == tmp_path / "snapshots" / "min_0010.00.pt" and snapshots.next_due() == 900
     stored = load_checkpoint(path)
     assert stored["trainer"]["elapsed"] == 610.0 and "optimizer" not in stored
     assert not model_from_checkpoint(path).training
@@ -156,7 +159,7 @@ def test_snapshots_follow_the_training_clock(tmp_path):
 def test_run_keeps_snapshots(tmp_path, monkeypatch):
     import itertools
 
-    import ris_lite.train as train_module
+    import ris_lite.training.trainer as train_module
 
     clock = itertools.count(0.0, 0.5)  # every reading of the clock advances half a second
     monkeypatch.setattr(train_module.time, "time", lambda: next(clock))

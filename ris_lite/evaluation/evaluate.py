@@ -6,12 +6,14 @@ folders scored at their own resolution in ``book/11_your_data``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 import torch
 
+from ..data.folder import LabelledFolder, read_label_image
+from ..data.rosette import masks_to_labels
 from .metrics import consecutive_labels, evaluate_labels
-from .rosette import masks_to_labels
 
 
 def ground_truth_labels(dataset, i: int) -> torch.Tensor:
@@ -68,4 +70,25 @@ def evaluate_model(model, dataset, max_steps: int = 30, progress: bool = False,
     resolution unless ``resolution="input"``."""
     preds, gts = predict_dataset(model, dataset, max_steps, progress=progress, crf=crf, resolution=resolution,
                                  precision=precision)
+    return evaluate_labels(preds, gts)
+
+
+def score_predictions(predictions: str | Path, dataset: LabelledFolder, pattern: str = "{id}_label.png") -> dict:
+    """CVPPP scores of a folder of predicted label images against ``dataset``'s label files,
+    both at the files' own resolution (``ris-lite score``). Every item needs its prediction,
+    of the same size as its label file; ids are made consecutive, as the official scorer assumes."""
+    root = Path(predictions)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such predictions folder: {root}")
+    preds, gts = [], []
+    for i, name in enumerate(dataset.names):
+        path = root / pattern.replace("{id}", name)
+        if not path.is_file():
+            raise FileNotFoundError(f"no prediction for {name}: {path} is missing")
+        pred, gt = torch.from_numpy(read_label_image(path, "predictions")), dataset.original_labels(i)
+        if pred.shape != gt.shape:
+            raise ValueError(f"{path} is {tuple(pred.shape)} but {dataset.label_path(i)} is {tuple(gt.shape)}: "
+                             "predictions must be at the label file's resolution")
+        preds.append(consecutive_labels(pred))
+        gts.append(consecutive_labels(gt))
     return evaluate_labels(preds, gts)

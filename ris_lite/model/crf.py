@@ -40,6 +40,8 @@ from typing import List, Optional, Union
 
 import torch
 
+from .crf_kernels import DenseGaussian, SeparableGaussian, fast_bfloat16
+
 Tensorish = Union[torch.Tensor, "numpy.ndarray"]  # noqa: F821
 
 
@@ -148,87 +150,6 @@ def unary_probabilities(masks: torch.Tensor, rule: str = "share") -> torch.Tenso
 
 
 # --------------------------------------------------------------------------------------------
-# Kernels: both return sum_j k(i, j) Q_j for every pixel i, self included
-
-
-def _fast_bfloat16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-class DenseGaussian:
-    """The exact Gaussian kernel ``exp(-|f_i - f_j|^2 / 2)`` over all pairs of N feature
-    vectors ``features (N, D)`` (already divided by their widths), optionally normalised
-    symmetrically. ``apply(Q (N, L)) -> (N, L)``."""
-
-    block_rows = 256
-
-    def __init__(self, features: torch.Tensor, normalize: bool, max_bytes: int = 2 ** 30,
-                 dtype: torch.dtype = torch.float32):
-        self.features = features.float()
-        self.half_sq = -0.5 * (self.features ** 2).sum(1)
-        n = features.shape[0]
-        self.dtype = dtype
-        itemsize = torch.tensor([], dtype=dtype).element_size()
-        self.matrix = (torch.empty(n, n, dtype=dtype, device=features.device)
-                       if n * n * itemsize <= max_bytes else None)
-        row_sums = torch.empty(n, device=features.device)
-        for s in range(0, n, self.block_rows):
-            block = self._block(s, s + self.block_rows)
-            row_sums[s:s + self.block_rows] = block.sum(1)
-            if self.matrix is not None:
-                self.matrix[s:s + self.block_rows] = block
-        self.scale = row_sums.rsqrt() if normalize else None
-
-    def _block(self, start: int, stop: int) -> torch.Tensor:
-        """Rows ``start:stop`` of the kernel matrix, float32."""
-        f = self.features
-        log_k = torch.addmm(self.half_sq[None], f[start:stop], f.T)  # f_i.f_j - |f_j|^2/2
-        log_k.add_(self.half_sq[start:stop, None])
-        # exp(-30) ~ 1e-13 is nothing next to a row sum >= 1; cutting there keeps denormal
-        # floats (100x slower on CPUs) out of the kernel and out of the products with it
-        negligible = log_k < -30.0
-        return log_k.clamp_(-30.0, 0.0).exp_().masked_fill_(negligible, 0.0)
-
-    def apply(self, q: torch.Tensor) -> torch.Tensor:
-        if self.scale is not None:
-            q = q * self.scale[:, None]
-        if self.matrix is not None:
-            out = (self.matrix @ q.to(self.dtype)).float()
-        else:
-            out = torch.cat([self._block(s, s + self.block_rows) @ q
-                             for s in range(0, q.shape[0], self.block_rows)])
-        return out * self.scale[:, None] if self.scale is not None else out
-
-
-class SeparableGaussian:
-    """The exact position-only kernel ``exp(-|p_i - p_j|^2 / 2 theta^2)`` on an H x W grid,
-    applied as a product of a row kernel ``(H, H)`` and a column kernel ``(W, W)``."""
-
-    def __init__(self, height: int, width: int, theta: float, normalize: bool, device=None):
-        def axis(n):
-            x = torch.arange(n, dtype=torch.float32, device=device)
-            return torch.exp(-((x[:, None] - x[None]) ** 2) / (2 * theta ** 2))
-
-        self.rows, self.cols = axis(height), axis(width)
-        self.shape = (height, width)
-        self.scale = None
-        if normalize:
-            self.scale = torch.outer(self.rows.sum(1), self.cols.sum(1)).rsqrt().reshape(-1)
-
-    def apply(self, q: torch.Tensor) -> torch.Tensor:
-        if self.scale is not None:
-            q = q * self.scale[:, None]
-        grid = q.reshape(*self.shape, -1)
-        out = torch.einsum("ab,bwl,cw->acl", self.rows, grid, self.cols).reshape(q.shape)
-        return out * self.scale[:, None] if self.scale is not None else out
-
-
-# --------------------------------------------------------------------------------------------
 # The CRF of one image
 
 
@@ -259,7 +180,7 @@ class DenseCRF:
         colour = image.permute(1, 2, 0).reshape(-1, image.shape[0])
         normalize = c.normalization == "symmetric"
         dtype = torch.float32
-        if c.kernel_dtype == "bfloat16" or (c.kernel_dtype == "auto" and _fast_bfloat16(device)):
+        if c.kernel_dtype == "bfloat16" or (c.kernel_dtype == "auto" and fast_bfloat16(device)):
             dtype = torch.bfloat16
         self.appearance = None
         if c.appearance_weight > 0:

@@ -61,7 +61,7 @@ def watershed_leaves(image: torch.Tensor, params: WatershedParams = WatershedPar
 def evaluate_baseline(dataset, params: WatershedParams = WatershedParams(),
                       resolution: str = "original") -> Dict[str, float]:
     """Table-2 metrics of the watershed pipeline on a data set. It sees the same input as RIS
-    (the model's input size) and is scored like RIS (``ris_lite.evaluate.scoring_pair``)."""
+    (the model's input size) and is scored like RIS (``ris_lite.evaluation.evaluate.scoring_pair``)."""
     pairs = [scoring_pair(dataset, i, watershed_leaves(dataset[i][0], params), resolution)
              for i in range(len(dataset))]
     return evaluate_labels([p for p, _ in pairs], [g for _, g in pairs])

@@ -13,6 +13,7 @@ import torch
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from ..model.ris import first_claim_labels
 from .metrics import (
     ImageDetections,
     average_precision_r,
@@ -20,8 +21,6 @@ from .metrics import (
     failure_kinds,
     mask_iou,
 )
-from .model import first_claim_labels
-from .people import depth_rank_correlation
 
 
 @torch.no_grad()
@@ -46,7 +45,7 @@ def label_masks(labels, k: int) -> np.ndarray:
 
 
 def label_detections(labels, scores, gt_masks, void=None, crowd=None) -> ImageDetections:
-    """A label map and one score per id as :class:`~ris_lite.metrics.ImageDetections`."""
+    """A label map and one score per id as :class:`~ris_lite.evaluation.metrics.ImageDetections`."""
     return ImageDetections(label_masks(labels, len(scores)), np.asarray(scores, float), np.asarray(gt_masks, bool),
                            void, crowd)
 
@@ -58,15 +57,16 @@ def predictions_region_ap(predictions, gts) -> Dict[str, float]:
 
 
 def model_region_ap(model, dataset, max_steps: int = 10, batch_size: int = 8) -> Dict[str, float]:
-    """AP^r(0.5) and AP^r Ave of RIS on any data set whose ``detections(i, masks, scores)``
-    packs a prediction with the item's void and crowd (``PeopleDataset``, ``VOCPeople``,
-    ``COCOPeople``), images read ``batch_size`` at a time."""
+    """AP^r(0.5) and AP^r Ave of RIS on any data set whose ``ground_truth(i)`` gives an item's
+    true masks, void and crowd (``PeopleDataset``, ``VOCPeople``, ``COCOPeople``), images read
+    ``batch_size`` at a time."""
     dets = []
     for s in range(0, len(dataset), batch_size):
         idx = range(s, min(s + batch_size, len(dataset)))
         images = torch.stack([dataset[i][0] for i in idx])
         for i, (labels, scores) in zip(idx, ris_detections(model, images, max_steps, batch_size)):
-            dets.append(dataset.detections(i, label_masks(labels, len(scores)), scores))
+            dets.append(ImageDetections(label_masks(labels, len(scores)), np.asarray(scores, float),
+                                        *dataset.ground_truth(i)))
     return region_ap(dets)
 
 
@@ -151,7 +151,7 @@ def bootstrap_ci(values: Sequence[float], level: float = 0.95, samples: int = 20
 
 
 def score_people(model, dataset, baseline: Dict, max_steps: int = 10, oracle: bool = True) -> Dict:
-    """Everything the people benchmark reports on a :class:`~ris_lite.people.PeopleDataset`.
+    """Everything the people benchmark reports on a :class:`~ris_lite.data.people.PeopleDataset`.
 
     ``baseline``: the parameters of :func:`tune_people_baseline` (tuned on another split). Returns
     ``{"ris": region_ap, "baseline": region_ap, "oracle_foreground": region_ap (connected
@@ -189,3 +189,16 @@ def occlusion_summary(records: Sequence[Dict]) -> Dict:
     return {"images": len(usable), "tau": tau, "tau_low": lo, "tau_high": hi,
             "front_first": float(np.mean([r["front_first"] for r in usable])),
             "front_first_chance": float(np.mean([1 / r["matched"] for r in usable]))}
+
+
+def depth_rank_correlation(order: Sequence[int], depth: Sequence[float]) -> float:
+    """Kendall's tau between the step at which each figure was emitted (``order``) and its
+    depth: +1 = strictly front to back, -1 = back to front, NaN for fewer than two figures."""
+    from scipy.stats import kendalltau
+
+    order, depth = np.asarray(order, float), np.asarray(depth, float)
+    if len(order) != len(depth):
+        raise ValueError(f"{len(order)} emission steps for {len(depth)} depths")
+    if len(order) < 2:
+        return float("nan")
+    return float(kendalltau(order, depth).statistic)

@@ -15,7 +15,7 @@ order of the ids, so this leaks nothing into training; it only makes the depth r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence, Tuple
+from typing import NamedTuple, Tuple
 
 import numpy as np
 import torch
@@ -217,11 +217,10 @@ class PeopleDataset(LabelMapDataset):
         scene = self.scene(i)
         return scene.image, scene.labels
 
-    def detections(self, i: int, masks, scores):
-        """A prediction on item ``i`` as :class:`~ris_lite.metrics.ImageDetections` (no void)."""
-        from .metrics import ImageDetections
-
-        return ImageDetections(np.asarray(masks, bool), np.asarray(scores, float), self[i][1].numpy())
+    def ground_truth(self, i: int):
+        """Item ``i``'s true masks ``(n, H, W)`` bool, void and crowd (none: the stand-in is
+        fully labelled), as region AP reads them (``ris_lite.evaluation.people_eval``)."""
+        return self[i][1].numpy(), None, None
 
 
 class FlipLeftRight:
@@ -235,35 +234,3 @@ class FlipLeftRight:
         if float(torch.rand((), generator=self.generator)) < self.p:
             return image.flip(-1), masks.flip(-1)
         return image, masks
-
-
-def depth_rank_correlation(order: Sequence[int], depth: Sequence[float]) -> float:
-    """Kendall's tau between the step at which each figure was emitted (``order``) and its
-    depth: +1 = strictly front to back, -1 = back to front, NaN for fewer than two figures."""
-    from scipy.stats import kendalltau
-
-    order, depth = np.asarray(order, float), np.asarray(depth, float)
-    if len(order) != len(depth):
-        raise ValueError(f"{len(order)} emission steps for {len(depth)} depths")
-    if len(order) < 2:
-        return float("nan")
-    return float(kendalltau(order, depth).statistic)
-
-
-#: mean visible area of a stand-in figure as a fraction of the image (measured over 200
-#: training scenes: 0.061); sets the inhibition bias b of a new people model
-PEOPLE_INSTANCE_FRACTION = 0.06
-
-
-def people_model_config(width: float = 1.0, input_size: Tuple[int, int] = (500, 500),
-                        instance_fraction: float = PEOPLE_INSTANCE_FRACTION, batch_norm: bool = False):
-    """The paper's people configuration as a :class:`~ris_lite.model.RISConfig`: FCN-8s on
-    VGG16 (``width`` scales it), ``d = 100`` features and hidden channels, two ConvLSTM layers
-    whose gates are all 1 x 1 convolutions, spatial inhibition upsampled to the input.
-    ``input_size=(500, 500)`` gives the paper's 64 x 64 x 100 state. ``batch_norm`` uses
-    VGG16-BN, needed to train the FCN from scratch (the paper's FCN-8s is pretrained)."""
-    from .model import RISConfig
-
-    return RISConfig(fcn_variant="fcn8s", fcn_width=width, fcn_batch_norm=batch_norm, channels=100,
-                     lstm_layers=2, lstm_kernel=1, input_size=tuple(input_size),
-                     instance_fraction=instance_fraction)

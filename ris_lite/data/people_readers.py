@@ -25,8 +25,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .metrics import ImageDetections
-
 #: the person class of VOC's 20 (+ background 0, void 255)
 VOC_PERSON = 15
 VOC_VOID = 255
@@ -144,11 +142,11 @@ class PersonDataset(torch.utils.data.Dataset):
             labels[m & (labels == 0)] = k + 1
         return labels
 
-    def detections(self, i: int, masks, scores) -> ImageDetections:
-        """A prediction on item ``i`` ready for region AP, with this item's void and crowd."""
+    def ground_truth(self, i: int):
+        """Item ``i``'s true masks ``(n, S, S)`` bool, void and crowd ``(S, S)`` bool, as region
+        AP reads them (``ris_lite.evaluation.people_eval``)."""
         rec = self.record(i)
-        return ImageDetections(np.asarray(masks, bool), np.asarray(scores, float), rec.masks.numpy(),
-                               rec.void.numpy(), rec.crowd.numpy())
+        return rec.masks.numpy(), rec.void.numpy(), rec.crowd.numpy()
 
 
 class VOCPeople(PersonDataset):

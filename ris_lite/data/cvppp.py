@@ -27,7 +27,7 @@ def read_label_png(path: str | Path) -> np.ndarray:
 class CVPPP(LabelledFolder):
     """A CVPPP A1-style folder. Item = ``(image (3,H,W) float32, masks (n,H,W) bool)``.
 
-    A :class:`~ris_lite.folder.LabelledFolder` with the A1 names: ids are ``plantXXX``, the
+    A :class:`~ris_lite.data.folder.LabelledFolder` with the A1 names: ids are ``plantXXX``, the
     image ``plantXXX_rgb.png``, the labels ``plantXXX_label.png``.
 
     Args:

@@ -12,10 +12,14 @@ Next to each, ``NAME_crf.json`` holds the RIS+CRF parameters tuned on the valida
 
 from __future__ import annotations
 
-from importlib import resources
+import os
 from pathlib import Path
+from typing import Optional
 
-from .model import RIS
+from ..device import pick_device
+from ..model.checkpoint import model_from_checkpoint
+from ..model.crf import CRFConfig
+from ..model.ris import RIS
 
 PRETRAINED = {"rosettes": "rosettes.pt", "rosettes_canvas": "rosettes_canvas.pt", "people": "people.pt"}
 
@@ -24,7 +28,7 @@ def pretrained_path(name: str = "rosettes") -> Path:
     """Where the named checkpoint file lies (inside the installed package)."""
     if name not in PRETRAINED:
         raise ValueError(f"unknown pretrained model {name!r}; choose from {sorted(PRETRAINED)}")
-    path = Path(str(resources.files("ris_lite") / "pretrained" / PRETRAINED[name]))
+    path = Path(__file__).parent / PRETRAINED[name]
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint {path} is missing from this installation")
     return path
@@ -43,10 +47,18 @@ def load_pretrained(name: str = "rosettes") -> RIS:
     ``RosetteDataset('test', **model.data_options)`` is its benchmark; ``model.crf_config``
     holds its tuned RIS+CRF parameters (used by ``model.predict(images, crf=True)``).
     """
-    from .crf import CRFConfig
-    from .train import model_from_checkpoint
-
     model = model_from_checkpoint(pretrained_path(name))
     if crf_config_path(name).is_file():
         model.crf_config = CRFConfig.load(crf_config_path(name))
     return model
+
+
+def load_model(source: str | os.PathLike, device: Optional[str] = None) -> RIS:
+    """A checkpoint path, or the name of a shipped model (``load_pretrained``)."""
+    if not Path(source).exists():
+        if str(source) not in PRETRAINED:
+            raise FileNotFoundError(f"{source}: no such checkpoint file, nor a shipped model name "
+                                    f"({', '.join(sorted(PRETRAINED))})")
+        model = load_pretrained(str(source))
+        return model.to(pick_device(device)) if device else model
+    return model_from_checkpoint(source, device)

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import autocast, resolve_precision
 from .convlstm import ConvLSTM, ConvLSTMCell
 from .fcn import FCN
 from .fcn8s import FCN8s
 from .inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
-from .precision import autocast, resolve_precision
 
 
 @dataclass
@@ -26,8 +26,8 @@ class RISConfig:
 
     in_channels: int = 3
     channels: int = 30  # FCN output d; ConvLSTM hidden channels
-    #: "downsample" / "learned" (the plant FCN, ``ris_lite.fcn``) or "fcn8s" (FCN-8s on VGG16,
-    #: the people experiment, ``ris_lite.fcn8s``)
+    #: "downsample" / "learned" (the plant FCN, ``ris_lite.model.fcn``) or "fcn8s" (FCN-8s on VGG16,
+    #: the people experiment, ``ris_lite.model.fcn8s``)
     fcn_variant: str = "downsample"
     #: fcn8s only: multiplies VGG16's channel widths (1 = VGG16; 1/8 trains on a CPU)
     fcn_width: float = 1.0
@@ -54,14 +54,14 @@ class RISConfig:
     #: ours, not the paper's (after Ren & Zemel, CVPR 2017): a canvas -- the union of the masks
     #: already emitted -- is a fourth input channel. Alone, each step starts from a fresh
     #: ConvLSTM state (the canvas, not the memory, says which leaves are done) and trains one
-    #: step at a time from a ground-truth canvas (``ris_lite.canvas``); chapter ``book/09_beyond``.
+    #: step at a time from a ground-truth canvas (``ris_lite.training.canvas``); chapter ``book/09_beyond``.
     canvas: bool = False
     #: canvas models: ConvLSTM iterations per emitted mask; more iterations let the state spread
     #: over a whole leaf before the mask is read out
     canvas_iterations: int = 1
     #: canvas models: keep the ConvLSTM state from step to step (RIS's memory plus the canvas)
     #: instead of starting each step afresh; trained by unrolling whole sequences, the canvas
-    #: teacher-forced step by step (``ris_lite.canvas.sequence_canvas_loss``)
+    #: teacher-forced step by step (``ris_lite.training.canvas.sequence_canvas_loss``)
     canvas_memory: bool = False
     extra: dict = field(default_factory=dict)  # free-form notes kept in checkpoints; unused by the model
 
@@ -117,7 +117,7 @@ class RIS(nn.Module):
         bias = 10.0 if c.confidence == "flatten" else 0.0
         self.confidence = ConfidenceHead(c.channels, c.confidence, (fh, fw), bias_init=bias)
         #: dense-CRF parameters used by ``predict(crf=True)``; shipped models carry the values
-        #: tuned on their validation split (``ris_lite.crf``, book chapter ``10_crf``)
+        #: tuned on their validation split (``ris_lite.model.crf``, book chapter ``10_crf``)
         self.crf_config = None
         #: set by ``trainable_parameters(freeze_fcn=True)``: the FCN below its last layer is fixed
         self.frozen_fcn = False
@@ -310,7 +310,7 @@ class RIS(nn.Module):
         CPU with background 0 and ids 1..k consecutive in the order found.
 
         ``crf=True`` refines the kept soft masks with the paper's dense CRF (RIS+CRF,
-        ``ris_lite.crf.refine``) using ``self.crf_config`` (the parameters tuned for a shipped
+        ``ris_lite.model.crf.refine``) using ``self.crf_config`` (the parameters tuned for a shipped
         model, else ``CRFConfig()``); a ``CRFConfig`` passed as ``crf`` is used as it is.
         ``precision``: as in :meth:`kept_masks`.
         """

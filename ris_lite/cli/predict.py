@@ -1,0 +1,85 @@
+"""``ris-lite predict`` (label PNGs in the CVPPP format, and overlays) and ``ris-lite score``
+(any method's label PNGs against a real folder).
+
+Explained in the book chapters ``book/08_evaluation`` and ``book/11_your_data``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..data.cvppp import write_label_png
+from ..evaluation.evaluate import score_predictions
+from ..viz import save_overlay
+from .options import (
+    CLIError,
+    check_data,
+    common,
+    crf_of,
+    crf_options,
+    dataset_of,
+    is_people,
+    load_cli_model,
+    open_real,
+    precision_of,
+    precision_option,
+    select_side,
+    splits,
+)
+
+
+def cmd_predict(a) -> int:
+
+    check_data(a.data)
+    model = load_cli_model(a.checkpoint, a.device, a.model)
+    crf = crf_of(a, model)
+    ds = dataset_of(a, model, a.split, require_labels=False)
+    precision = precision_of(a, model)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(len(ds)):
+        image, _ = ds[i]
+        labels = model.predict(image, max_steps=a.max_steps, crf=crf, precision=precision)[0]
+        name = ds.names[i] if hasattr(ds, "names") else f"synthetic{ds.seeds[i]:06d}"
+        full = ds.to_original(labels, i) if hasattr(ds, "to_original") else labels  # the file's own size
+        write_label_png(full, out / f"{name}_label.png")
+        save_overlay(image, labels, out / f"{name}_overlay.png")
+    print(json.dumps({"written": len(ds), "out": str(out)}))
+    return 0
+
+
+def cmd_score(a) -> int:
+    """Score label PNGs written by ``predict`` (or by any method) against a real folder."""
+    check_data(a.data)
+    if a.data == "synthetic" or is_people(a.data):
+        raise CLIError("score reads a real folder's labels: --data cvppp:PATH or folder:PATH")
+    ds = select_side(a, open_real(a, None, 1.0), a.split)  # only the label files are read, as they are
+    try:
+        result = score_predictions(a.predictions, ds, a.pattern)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    print(json.dumps(result))
+    return 0
+
+
+def add_parser(sub) -> None:
+    """The ``predict`` and ``score`` sub-commands."""
+    r = sub.add_parser("predict", help="write CVPPP-format label PNGs and overlay figures")
+    common(r)
+    splits(r)
+    r.add_argument("--checkpoint", default=None)
+    r.add_argument("--model", default=None, help="a shipped model by name (default rosettes)")
+    r.add_argument("--limit", type=int, default=None)
+    r.add_argument("--max-steps", type=int, default=30)
+    precision_option(r, "fp32")
+    r.add_argument("--out", default="predictions")
+    crf_options(r)
+    r.set_defaults(func=cmd_predict)
+    c = sub.add_parser("score", help="score a folder of predicted label PNGs against a real folder's labels")
+    c.add_argument("--predictions", required=True, help="folder of predicted label images")
+    c.add_argument("--pattern", default="{id}_label.png", help="prediction file names (default: predict's)")
+    common(c)
+    splits(c)
+    c.add_argument("--limit", type=int, default=None)
+    c.set_defaults(func=cmd_score)

@@ -1,0 +1,258 @@
+"""``ris-lite train`` (curriculum training, resumable) and ``ris-lite export`` (ship a run).
+
+Explained in the book chapter ``book/07_training``; real data in ``book/11_your_data``, people
+in ``book/13_people``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..data.people_readers import VOCPeople
+from ..model.checkpoint import export, load_checkpoint, run_summary
+from ..model.fcn import FCN
+from ..model.people import people_model_config
+from ..model.ris import RISConfig
+from ..pretrained import load_model
+from ..training.config import TrainConfig
+from ..training.curriculum import (
+    A1_CURRICULUM,
+    PEOPLE_CURRICULUM,
+    people_curriculum,
+    real_curriculum,
+)
+from ..training.trainer import Trainer
+from .options import (
+    CLIError,
+    check_data,
+    common,
+    input_size_of,
+    is_people,
+    model_zoom,
+    open_real,
+    precision_option,
+)
+
+#: default learning rates of ``train``: a new model, and fine-tuning one (``--init``), where
+#: 2e-3 undid part of what the shipped model knew (benchmarks/bench_finetune.py)
+SCRATCH_LR, FINE_TUNE_LR = 2e-3, 5e-4
+
+
+def _new_model_config(a):
+    """The model of a new run: the --init checkpoint's, or one built from the flags."""
+    if a.init:
+        try:
+            init = load_model(a.init)
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(f"--init: {e}") from None
+        flags = [f for f, on in (("--feedback", a.feedback), ("--coords", a.coords), ("--canvas", a.canvas),
+                                 ("--canvas-memory", a.canvas_memory), ("--input-size", a.input_size)) if on]
+        if flags:
+            raise CLIError(f"{flags[0]} does not combine with --init (the model comes from the checkpoint)")
+        return init.config, init
+    if is_people(a.data):  # the paper's people configuration (FCN-8s, 1x1 gates), scaled by --fcn-width
+
+        if a.fcn_width <= 0:
+            raise CLIError(f"--fcn-width must be positive, got {a.fcn_width}")
+        size = input_size_of(a) or ((128, 128) if a.data == "people" else (500, 500))
+        # from scratch the FCN needs BatchNorm; ImageNet weights are plain VGG16 unless asked
+        batch_norm = (not a.imagenet) if a.fcn_batch_norm is None else a.fcn_batch_norm
+        return people_model_config(a.fcn_width, size, batch_norm=batch_norm), None
+    if a.imagenet or a.freeze_fcn or a.fcn_batch_norm is not None:
+        raise CLIError("--imagenet, --freeze-fcn and --fcn-batch-norm belong to the people configuration "
+                       "(--data people)")
+    if a.channels < 1:
+        raise CLIError(f"--channels must be a positive integer, got {a.channels}")
+    if a.fcn_stride < 1:
+        raise CLIError(f"--fcn-stride must be >= 1, got {a.fcn_stride}")
+    size = {"input_size": input_size_of(a)} if a.input_size else {}
+    try:
+        dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
+        model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels, coords=a.coords,
+                          canvas=a.canvas or a.canvas_memory, canvas_memory=a.canvas_memory,
+                          fcn_stride=a.fcn_stride, **size)
+        FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
+    except ValueError:
+        raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
+    if (a.canvas or a.canvas_memory) and (a.feedback or a.coords):
+        raise CLIError("--canvas does not combine with --feedback or --coords")
+    return model, None
+
+
+def _new_trainer(a, out: Path):
+
+    if (out / "last.pt").exists():
+        raise CLIError(f"{out / 'last.pt'} exists: pass --resume auto to continue it, or a new --out")
+    if not 0 < a.val_fraction < 1:
+        raise CLIError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
+    model, init = _new_model_config(a)
+    data, real, folder = {}, None, {}
+    if a.data == "people":
+        data["size"] = list(model.input_size)
+        curriculum = [list(s) for s in PEOPLE_CURRICULUM]
+    elif a.data.startswith("voc:"):
+
+        try:
+            counts = VOCPeople(a.data.partition(":")[2], "train", cache=False).instance_counts()
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(str(e)) from None
+        curriculum = people_curriculum(counts)
+    elif a.data != "synthetic":
+        check_data(a.data)
+        # the scale: as asked, else the --init model's (what it learned), else the whole frame
+        zoom = a.zoom if a.zoom is not None else (model_zoom(init) if init is not None else 1.0)
+        data["zoom"] = zoom
+        real = open_real(a, model.input_size, zoom)
+        if a.data.startswith("folder:"):
+            folder = {"image_pattern": a.image_pattern, "label_pattern": a.label_pattern}
+        try:
+            counts = real.instance_counts()  # decodes and checks every file before anything is written
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(str(e)) from None
+        curriculum = real_curriculum(counts, fine_tune=init is not None)
+    elif a.zoom is not None:
+        data["zoom"] = a.zoom
+        curriculum = [list(s) for s in A1_CURRICULUM]
+    else:
+        data = dict(getattr(init, "data_options", {}) or {})
+        curriculum = [list(s) for s in A1_CURRICULUM]
+    if a.curriculum:
+        try:
+            curriculum = [[int(v) for v in s.split(",")] for s in a.curriculum.split(";")]
+        except ValueError:
+            raise CLIError("--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage)") from None
+    if a.schedule == "cosine" and a.max_steps is None:
+        raise CLIError("--schedule cosine needs --max-steps (the cosine spans the whole run)")
+    if not 0 <= a.sampling_final <= 1 or not 0 <= a.sampling_start < 1:
+        raise CLIError("--sampling-final must be in [0, 1] and --sampling-start in [0, 1)")
+    schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps,
+                "sampling_final": a.sampling_final, "sampling_start": a.sampling_start}
+    if a.max_steps is not None:
+        schedule["max_steps"] = a.max_steps
+    lr = a.lr if a.lr is not None else (FINE_TUNE_LR if init is not None else SCRATCH_LR)
+    cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=lr, batch_size=a.batch_size, seed=a.seed,
+                      curriculum=curriculum, eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
+                      train_images=a.train_images, val_images=a.val_images, patience=a.patience,
+                      precision="bf16" if a.cpu_bf16 else a.precision, source=a.data, folder=folder, val_fraction=a.val_fraction,
+                      freeze_fcn=a.freeze_fcn)
+    try:
+        trainer = Trainer(cfg, out, a.device, data=real)
+        if init is not None:
+            trainer.load_weights(a.init)
+        if a.imagenet:
+            trainer.model.fcn.load_imagenet()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    return trainer
+
+
+def cmd_train(a) -> int:
+
+    if a.snapshot_minutes is not None and a.snapshot_minutes <= 0:
+        raise CLIError(f"--snapshot-minutes must be > 0, got {a.snapshot_minutes}")
+    out = Path(a.out)
+    if a.resume:
+        ckpt = out / "last.pt" if Path(a.resume).is_dir() or a.resume == "auto" else Path(a.resume)
+        try:
+            trainer = Trainer.resume(ckpt, out, a.device)
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(str(e)) from None
+    else:
+        trainer = _new_trainer(a, out)
+    print(f"training on {trainer.device}; writing {out}/last.pt and {out}/log.csv", file=sys.stderr)
+    trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet,
+                snapshot_minutes=a.snapshot_minutes)
+    print(json.dumps({"step": trainer.step, "stage": trainer.stage, "minutes": round(trainer.elapsed / 60, 2),
+                      "checkpoint": str(out / "last.pt")}))
+    return 0
+
+
+def cmd_export(a) -> int:
+    import shutil
+
+
+    run = Path(a.run)
+    ckpt = run / "last.pt"
+    if not ckpt.is_file():
+        raise CLIError(f"no training checkpoint at {ckpt}")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        export(ckpt, out / f"{a.name}.pt")
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    state = load_checkpoint(ckpt)
+    (out / f"{a.name}_config.json").write_text(run_summary(state))
+    for part in ("log", "curve"):  # curve.csv: test scores per snapshot (benchmarks/bench_time_to_target.py)
+        if (run / f"{part}.csv").is_file():
+            shutil.copyfile(run / f"{part}.csv", out / f"{a.name}_{part}.csv")
+    print(json.dumps({"exported": str(out / f"{a.name}.pt"), "step": state["trainer"]["step"]}))
+    return 0
+
+
+def add_parser(sub) -> None:
+    """The ``train`` and ``export`` sub-commands."""
+    t = sub.add_parser("train", help="curriculum training; writes OUT/last.pt and OUT/log.csv")
+    common(t)
+    t.add_argument("--out", default="runs/ris", help="output folder")
+    t.add_argument("--budget-minutes", type=float, default=None, help="stop (and save) after this long")
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--resume", default=None, help="'auto' (OUT/last.pt) or a checkpoint path")
+    t.add_argument("--init", default=None,
+                   help="fine-tune: start from this checkpoint's weights (or a shipped model name, e.g. rosettes)")
+    t.add_argument("--input-size", default=None, help="new model's input 'rows,cols' (default 106,100)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 2e-3; 5e-4 with --init, measured in benchmarks/bench_finetune.py)")
+    t.add_argument("--batch-size", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-every", type=int, default=200)
+    t.add_argument("--stage-max-steps", type=int, default=1000)
+    t.add_argument("--train-images", type=int, default=2000)
+    t.add_argument("--val-images", type=int, default=64, help="validation plants for the plateau rule (<= 64)")
+    t.add_argument("--patience", type=int, default=3, help="evaluations without a 1%% gain before moving on")
+    t.add_argument("--feedback", action="store_true",
+                   help="feed earlier masks back into the ConvLSTM (ours, not in the paper)")
+    t.add_argument("--coords", action="store_true",
+                   help="add each pixel's (y, x) as two input channels (CoordConv; ours, not in the paper)")
+    t.add_argument("--fcn-dilations", default="1,1,1,1",
+                   help="dilations of the FCN's four 3x3 convolutions ('1,2,4,8' widens its view; ours)")
+    t.add_argument("--canvas", action="store_true",
+                   help="ours: canvas input, one teacher-forced step per sample (book chapter 9)")
+    t.add_argument("--canvas-memory", action="store_true",
+                   help="ours: canvas input AND the ConvLSTM memory; whole sequences, teacher-forced canvas")
+    t.add_argument("--fcn-stride", type=int, default=2, help="FCN (and mask grid) stride (default 2)")
+    t.add_argument("--schedule", default="plateau", choices=["plateau", "cosine"],
+                   help="lr schedule: the paper's plateau cuts, or ours: cosine over --max-steps")
+    t.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up (cosine schedule)")
+    t.add_argument("--sampling-final", type=float, default=0.0,
+                   help="canvas models: final chance of training on the model's own canvas")
+    t.add_argument("--sampling-start", type=float, default=0.3,
+                   help="canvas models: fraction of --max-steps where scheduled sampling starts")
+    t.add_argument("--channels", type=int, default=30, help="width d of the FCN and ConvLSTM (default 30)")
+    t.add_argument("--snapshot-minutes", type=float, default=None,
+                   help="also keep OUT/snapshots/min_MMMM.mm.pt every this many training minutes (for learning curves)")
+    precision_option(t, "auto")
+    t.add_argument("--cpu-bf16", action="store_true",
+                   help="old spelling of --precision bf16 (warns where the CPU emulates bf16)")
+    t.add_argument("--curriculum", default=None, help="stages 'L,lo,hi;L,lo,hi;...' (default: A1 curriculum)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--fcn-width", type=float, default=0.125,
+                   help="--data people: VGG16 width multiplier of the FCN-8s (1 = VGG16; default 1/8)")
+    t.add_argument("--imagenet", action="store_true",
+                   help="--data people: start the VGG16 part from ImageNet weights (needs torchvision, width 1)")
+    t.add_argument("--fcn-batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="--data people: VGG16-BN (default: on from scratch, off with --imagenet)")
+    t.add_argument("--freeze-fcn", action="store_true",
+                   help="the paper's first people phase: train only the FCN's last layer, ConvLSTM and heads")
+    t.set_defaults(func=cmd_train)
+
+    x = sub.add_parser("export", help="slim model + config + log (+ curve) of a run, for shipping (load_pretrained)")
+    x.add_argument("--run", required=True, help="a training output folder (holds last.pt, log.csv)")
+    x.add_argument("--out", default="ris_lite/pretrained")
+    x.add_argument("--name", default="rosettes")
+    x.set_defaults(func=cmd_export)

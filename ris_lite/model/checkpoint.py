@@ -1,0 +1,81 @@
+"""Checkpoint files: atomic writes, clear errors for foreign files, a model back from a file.
+
+Explained in the book chapter ``book/07_training`` (section "Checkpoints").
+
+A training checkpoint is a dict of plain data (``torch.load(weights_only=True)`` reads it):
+``config`` (the ``TrainConfig`` as a dict, its ``model`` entry the ``RISConfig``), ``model``
+(the state dict), ``precision``, and for resuming ``optimizer``, ``generator``, ``torch_rng``,
+``trainer`` (counters) and ``events``. No module path is stored, so files survive a
+reorganisation of the package. ``export`` keeps only what inference needs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..device import pick_device
+from .ris import RIS, RISConfig
+
+CHECKPOINT_FORMAT = 1
+
+
+def run_summary(state: dict) -> str:
+    """Human-readable JSON of a checkpoint: config, counters and curriculum events (no weights)."""
+    trainer = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in state.get("trainer", {}).items()}  # strict JSON has no Infinity
+    return json.dumps({"config": state["config"], "precision": state.get("precision"), **trainer,
+                       "events": state.get("events", [])}, indent=1)
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path.tmp``, fsync, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load(weights_only=True)`` with clear errors for a missing or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a corrupt file
+        raise ValueError(f"{path} is not a readable ris_lite checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a ris_lite checkpoint (no 'model'/'config' entries)")
+    return state
+
+
+def model_from_checkpoint(path: str | os.PathLike, device: Optional[str] = None) -> RIS:
+    """The RIS stored in a training checkpoint (or a slim one from ``export``), in eval mode."""
+    state = load_checkpoint(path)
+    cfg = state["config"]
+    model_cfg = cfg["model"] if "model" in cfg else cfg
+    model = RIS(RISConfig.from_dict(model_cfg))
+    model.load_state_dict(state["model"])
+    model.data_options = dict(cfg.get("data", {})) if isinstance(cfg, dict) else {}
+    return model.to(pick_device(device) if device else "cpu").eval()
+
+
+def export(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Slim copy of a training checkpoint: model weights and config only (for shipping)."""
+    state = load_checkpoint(path)
+    slim = {"format": CHECKPOINT_FORMAT, "config": state["config"], "model": state["model"],
+            "trainer": state.get("trainer", {}), "events": state.get("events", [])}
+    if "precision" in state:
+        slim["precision"] = state["precision"]
+    save_atomic(slim, out)
+    return Path(out)

@@ -1,0 +1,96 @@
+"""What a training checkpoint holds, and how a trainer is put back exactly as it was.
+
+Explained in the book chapter ``book/07_training`` (section "Checkpoints"); the file format
+and atomic writes are ``ris_lite.model.checkpoint``.
+
+Beside the config and the weights, a resumable checkpoint keeps the optimiser's moments, both
+random generators (the data order, the global torch RNG), the gradient scaler of fp16 runs,
+the curriculum events, and the counters of ``TrainerCounters``: the step, the images seen, the
+curriculum stage and the steps spent in it, the plateau rule's best loss and bad evaluations,
+the training time and the snapshots kept. So a run stopped and resumed repeats the
+uninterrupted one step for step (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..model.checkpoint import CHECKPOINT_FORMAT
+
+COUNTERS = ("step", "images_seen", "stage", "stage_step", "best_val", "bad_evals", "elapsed", "snapshots_kept")
+
+
+class TrainerCounters:
+    """Where a run stands, by the names the checkpoint stores; ``stage`` / ``stage_step`` live
+    in the curriculum and ``best_val`` / ``bad_evals`` in the plateau rule."""
+
+    @property
+    def stage(self) -> int:
+        return self.curriculum.stage
+
+    @stage.setter
+    def stage(self, value: int) -> None:
+        self.curriculum.stage = value
+
+    @property
+    def stage_step(self) -> int:
+        return self.curriculum.stage_step
+
+    @stage_step.setter
+    def stage_step(self, value: int) -> None:
+        self.curriculum.stage_step = value
+
+    @property
+    def best_val(self) -> float:
+        return self.plateau.best
+
+    @best_val.setter
+    def best_val(self, value: float) -> None:
+        self.plateau.best = value
+
+    @property
+    def bad_evals(self) -> int:
+        return self.plateau.bad
+
+    @bad_evals.setter
+    def bad_evals(self, value: int) -> None:
+        self.plateau.bad = value
+
+
+def trainer_state(t) -> dict:
+    """Everything ``restore_trainer`` needs, as plain data (``torch.load(weights_only=True)``)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": t.config.to_dict(),
+        "precision": {"requested": t.config.precision, "used": t.precision, "device": t.device.type},
+        "model": t.model.state_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "generator": t.gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "trainer": {k: getattr(t, k) for k in COUNTERS},
+        "events": t.events,
+        **({"scaler": t.scaler.state_dict()} if t.scaler is not None else {}),
+    }
+
+
+def check_same_config(stored, config, path) -> None:
+    """A resume that names a config must name the stored one (else: which fields differ)."""
+    if config is not None and config.to_dict() != stored.to_dict():
+        diff = sorted(k for k, v in config.to_dict().items() if stored.to_dict()[k] != v)
+        raise ValueError(f"checkpoint {path} was made with a different config (differs in: {', '.join(diff)})")
+
+
+def restore_trainer(t, state: dict) -> None:
+    """Load ``state`` (a ``trainer_state``) into a trainer built from the same config."""
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    for k, v in state["trainer"].items():
+        setattr(t, k, v)
+    t.events = list(state["events"])
+    if t.scaler is not None and "scaler" in state:
+        t.scaler.load_state_dict(state["scaler"])
+    used_before = state.get("precision", {}).get("used")
+    if used_before is not None and used_before != t.precision:  # resumed on another kind of machine
+        t.events.append({"step": t.step, "event": f"precision {used_before} -> {t.precision} on {t.device.type}"})

@@ -1,0 +1,163 @@
+"""Where training images come from: one small protocol, one class per kind of data.
+
+Explained in the book chapters ``book/07_training`` (synthetic plants), ``book/11_your_data``
+(real folders) and ``book/13_people`` (the people stand-in, VOC).
+
+A source answers two questions for the trainer: which data set serves a curriculum stage's
+``lo..hi`` instances on one side (``train`` / ``val``), and how training images are augmented.
+Real sources also hold their split by file id (``split``, ``counts``), written to
+``OUT/split.json`` so that a resumed run can check that the folder still splits the same way.
+A new kind of data is a new class with ``dataset`` and ``augment``; nothing in the loop changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Protocol, Tuple
+
+from ..data.augment import RotateFlip
+from ..data.folder import LabelledFolder, split_ids
+from ..data.people import PEOPLE_SPLITS, FlipLeftRight, PeopleDataset
+from ..data.people_readers import VOCPeople
+from ..data.real import open_folder
+from ..data.rosette import SPLITS, RosetteDataset
+from .config import TrainConfig
+from .curriculum import check_curriculum
+
+
+class DataSource(Protocol):
+    #: ``{"train": ids, "val": ids}`` for real data (a split by file id), else None
+    split: Optional[Dict[str, List[str]]]
+    #: plants are seen from above and may turn any way; people stand upright: mirror only
+    augment: type
+
+    def dataset(self, side: str, lo: int, hi: int, transform):
+        """The data set of one side for a stage on ``lo..hi`` instances."""
+
+
+class SyntheticSource:
+    """The procedural rosettes (``ris_lite.data.rosette``), drawn with ``lo..hi`` leaves."""
+
+    split = None
+    augment = RotateFlip
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+
+    def dataset(self, side: str, lo: int, hi: int, transform):
+        c = self.config
+        n = c.train_images if side == "train" else c.val_images
+        n = min(n, SPLITS[side][1] - SPLITS[side][0])
+        return RosetteDataset(side, length=n, transform=transform, n_leaves=(lo, hi), count_sampling="uniform",
+                              **c.data)
+
+
+class PeopleSource:
+    """The people stand-in (``ris_lite.data.people``), drawn with ``lo..hi`` figures."""
+
+    split = None
+    augment = FlipLeftRight
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+
+    def dataset(self, side: str, lo: int, hi: int, transform):
+        c = self.config
+        n = c.train_images if side == "train" else c.val_images
+        n = min(n, PEOPLE_SPLITS[side][1] - PEOPLE_SPLITS[side][0])
+        return PeopleDataset(side, length=n, transform=transform, n_people=(lo, hi), **c.data)
+
+
+class _SplitSource:
+    """A real data set split by file id: ``split`` and ``counts`` (instances per id)."""
+
+    split: Dict[str, List[str]]
+    counts: Dict[str, int]
+
+    def ids(self, side: str, lo: int, hi: int) -> List[str]:
+        """The side's ids with ``lo..hi`` instances (all of the side when none has)."""
+        return [i for i in self.split[side] if lo <= self.counts[i] <= hi] or self.split[side]
+
+    def record(self, source: str, val_fraction: float) -> dict:
+        return {"source": source, "val_fraction": val_fraction,
+                **{k: {i: self.counts[i] for i in v} for k, v in self.split.items()}}
+
+
+class FolderSource(_SplitSource):
+    """A folder of images and instance labels (``cvppp:PATH`` / ``folder:PATH``), read at the
+    model's input size and the config's zoom; checked against the curriculum up front."""
+
+    augment = RotateFlip
+
+    def __init__(self, config: TrainConfig, input_size: Tuple[int, int], data: Optional[LabelledFolder] = None):
+        self.real = data if data is not None else open_real_data(config, input_size)
+        self.split = split_ids(self.real.names, config.val_fraction)
+        self.counts = dict(zip(self.real.names, self.real.instance_counts()))
+        check_curriculum(self.real, self.counts, self.split, config.curriculum)
+
+    def dataset(self, side: str, lo: int, hi: int, transform):
+        # only validation can lack a stage's counts (check_curriculum): it is then scored whole
+        return self.real.view(self.ids(side, lo, hi), transform)
+
+
+class VOCSource(_SplitSource):
+    """The people of VOC 2012's *train* list, split by file name (VOC val, the paper's test
+    set, is never read here)."""
+
+    augment = FlipLeftRight
+
+    def __init__(self, config: TrainConfig, input_size: Tuple[int, int]):
+        self.config = config
+        self.root = config.source.partition(":")[2]
+        h, w = input_size
+        if h != w:
+            raise ValueError(f"VOC images are read into square frames: the model's input must be square, got {h}x{w}")
+        self.size = h
+        train = VOCPeople(self.root, "train", size=h, cache=False)
+        self.counts = {n: k for n, k in zip(train.names, train.instance_counts()) if k}
+        self.split = split_ids(sorted(self.counts), config.val_fraction)
+
+    def dataset(self, side: str, lo: int, hi: int, transform):
+        ids = self.ids(side, lo, hi)
+        if side == "val":
+            ids = ids[:self.config.val_images]
+        return VOCPeople(self.root, ids=ids, size=self.size, transform=transform, cache=False)
+
+
+def open_real_data(config: TrainConfig, input_size) -> LabelledFolder:
+    """The real data set of a training config, at the model's input size and the config's zoom."""
+    return open_folder(config.source, size=tuple(input_size), zoom=config.data.get("zoom", 1.0), **config.folder)
+
+
+def open_source(config: TrainConfig, input_size: Tuple[int, int], data: Optional[LabelledFolder] = None):
+    """The source named by ``config.source`` (``data``: a real folder already opened)."""
+    if config.source == "synthetic":
+        return SyntheticSource(config)
+    if config.source == "people":
+        return PeopleSource(config)
+    if config.source.startswith("voc:"):
+        return VOCSource(config, input_size)
+    return FolderSource(config, input_size, data)
+
+
+def write_split(source: _SplitSource, config: TrainConfig, out: Path) -> None:
+    """``OUT/split.json``: the ids of each side and their instance counts (written once)."""
+    path = out / "split.json"
+    if path.is_file():
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(source.record(config.source, config.val_fraction), indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def check_split(source: _SplitSource, config: TrainConfig, out: Path) -> None:
+    """A resumed real-data run must split its folder as when it started: files added or
+    removed would move images between training and validation."""
+    path = out / "split.json"
+    if path.is_file():
+        old, new = json.loads(path.read_text()), source.record(config.source, config.val_fraction)
+        if {k: old.get(k) for k in ("train", "val")} != {k: new[k] for k in ("train", "val")}:
+            raise ValueError(f"{path}: the data no longer splits as when this run started "
+                             "(files added, removed or relabelled); start a new --out")

@@ -1,0 +1,245 @@
+"""The training loop: BPTT through the unrolled RIS, Adam, clipping, curriculum and lr rule.
+
+Explained in the book chapter ``book/07_training``.
+
+``Trainer`` owns the model, the optimiser, the RNG and where the run stands; the pieces it
+calls are small objects of their own: the data (``sources``), the curriculum
+(``curriculum.Curriculum``), the lr rule (``schedule``), the bookkeeping around the loop
+(``hooks``) and the checkpoint format (``checkpointing``). Ours, off by default: a canvas model
+(``RISConfig(canvas=True)``) trains with teacher forcing (``ris_lite.training.canvas``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from ..data.augment import collate_instances
+from ..data.folder import LabelledFolder
+from ..device import pick_device
+from ..model.checkpoint import load_checkpoint, run_summary, save_atomic
+from ..model.ris import RIS, RISConfig
+from ..precision import autocast, grad_scaler, resolve_precision, warn_if_emulated
+from ..pretrained import load_model
+from .canvas import canvas_loss, sampling_probability, sequence_canvas_loss
+from .checkpointing import TrainerCounters, check_same_config, restore_trainer, trainer_state
+from .config import TrainConfig
+from .curriculum import Curriculum
+from .hooks import PeriodicCheckpoint, ProgressLog, Snapshots
+from .loss import ris_loss
+from .schedule import PlateauRule, cut_lr
+from .sources import check_split, open_source, write_split
+
+
+class Trainer(TrainerCounters):
+    """``run()`` trains; ``save()`` / ``Trainer.resume()`` make it exactly resumable."""
+
+    def clock(self) -> float:
+        """What ``budget_minutes`` and ``elapsed`` count: wall-clock seconds. Benchmarks that run
+        arms side by side set ``trainer.clock = time.process_time`` (the process's CPU seconds)."""
+        return time.time()
+
+    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, device: Optional[str] = None,
+                 data: Optional[LabelledFolder] = None):
+        """``data``: the real data set of ``config.source``, already opened (it is opened here
+        otherwise); every file is decoded and checked before anything is written."""
+        self.config = c = config
+        self.out = Path(out_dir)
+        self.device = pick_device(device)
+        #: the precision used on this device (``config.precision`` is what was asked for)
+        self.precision = resolve_precision(c.precision, self.device)
+        warn_if_emulated(self.precision, self.device.type)
+        self.scaler = grad_scaler(self.precision, self.device)
+        torch.manual_seed(c.seed)
+        self.model = RIS(RISConfig.from_dict(c.model)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.trainable_parameters(c.freeze_fcn), lr=c.lr)
+        self.gen = torch.Generator().manual_seed(c.seed)
+        self.canvas = self.model.config.canvas
+        # one step per sample needs no growing sequence length: single-step canvas models start
+        # at the last stage; canvas models with memory unroll sequences and follow the curriculum
+        single_step = self.canvas and not self.model.config.canvas_memory
+        self.curriculum = Curriculum(c.curriculum, len(c.curriculum) - 1 if single_step else 0)
+        self.plateau = PlateauRule(c.patience, c.min_delta, c.stage_max_steps)
+        self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+        self.snapshots_kept = 0  # index k of the last snapshot kept (at k x snapshot_minutes)
+        self.events: List[dict] = []
+        self.source = open_source(c, self.model.config.input_size, data)
+        self._datasets = {}
+
+    @property
+    def split(self):
+        """Real data: ``{"train": ids, "val": ids}``, the split by file id; else None."""
+        return self.source.split
+
+    # ----- data -------------------------------------------------------------------------------
+    def _dataset(self, side: str, stage: int):
+        _, lo, hi = self.curriculum.stages[stage]
+        if (side, lo, hi) not in self._datasets:
+            augment = side == "train" and self.config.augment
+            transform = self.source.augment(generator=self.gen) if augment else None
+            self._datasets[side, lo, hi] = self.source.dataset(side, lo, hi, transform)
+        return self._datasets[side, lo, hi]
+
+    def _batch(self):
+        ds = self._dataset("train", self.stage)
+        idx = torch.randint(len(ds), (self.config.batch_size,), generator=self.gen).tolist()
+        return collate_instances([ds[i] for i in idx])
+
+    def lengths(self, counts: torch.Tensor) -> torch.Tensor:
+        """Per-image sequence length ``min(L, n + 2)`` at the current stage."""
+        return self.curriculum.lengths(counts)
+
+    def load_weights(self, source: str) -> None:
+        """Start from the weights of a checkpoint or a shipped model name (fine-tuning); its
+        architecture must be this trainer's. Recorded as ``config.init``."""
+        model = load_model(source)
+        if model.config.to_dict() != self.model.config.to_dict():
+            raise ValueError(f"{source}: its model config differs from this trainer's")
+        self.model.load_state_dict(model.state_dict())
+        self.config.init = source
+
+    # ----- one step ---------------------------------------------------------------------------
+    def sampling_probability(self) -> float:
+        """Scheduled sampling's chance of the model's own canvas at the current step."""
+        c = self.config
+        return sampling_probability(self.step, c.max_steps, c.sampling_final, c.sampling_start)
+
+    def _loss(self, images, targets, counts, return_parts=False, generator=None):
+        images, targets = images.to(self.device), targets.to(self.device)
+        c = self.config
+        if self.canvas:
+            gen = self.gen if generator is None else generator
+            own = None
+            if self.model.training and c.sampling_final > 0:
+                own = torch.rand(images.shape[0], generator=gen) < self.sampling_probability()
+            with autocast(self.precision, self.device):
+                if self.model.config.canvas_memory:
+                    return sequence_canvas_loss(self.model, images, targets, counts, self.lengths(counts),
+                                                own, c.lam, return_parts)
+                return canvas_loss(self.model, images, targets, counts, own, c.lam, gen, return_parts)
+        lengths = self.lengths(counts)
+        with autocast(self.precision, self.device):
+            masks, logits = self.model(images, int(lengths.max()), score_logits=True)
+        return ris_loss(masks.float(), logits.float(), targets, counts, c.lam, lengths=lengths,
+                        scores_are_logits=True, return_parts=return_parts)
+
+    def train_step(self) -> dict:
+        self.model.train()
+        images, targets, counts = self._batch()
+        loss, parts = self._loss(images, targets, counts, return_parts=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.config.schedule == "cosine":
+            for g in self.optimizer.param_groups:
+                g["lr"] = self.config.lr_at(self.step)
+        # fp16 (CUDA without bf16): scale the loss so small gradients survive, unscale to clip
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        clip_gradients(self.model, self.config.clip)
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.step += 1
+        self.curriculum.stage_step += 1
+        self.images_seen += images.shape[0]
+        return {"loss": float(loss.detach()), "iou": parts["iou"]}
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.model.eval()
+        ds = self._dataset("val", self.stage)
+        images, targets, counts = collate_instances([ds[i] for i in range(len(ds))])
+        total, chunk = 0.0, max(self.config.batch_size, 16)  # no gradients: bigger batches are free
+        gen = torch.Generator().manual_seed(self.config.seed + 1)  # the same done-sets every time
+        for s in range(0, len(ds), chunk):
+            sl = slice(s, s + chunk)
+            total += float(self._loss(images[sl], targets[sl], counts[sl], generator=gen)) * images[sl].shape[0]
+        return total / len(ds)
+
+    def after_validation(self, val: float) -> Optional[str]:
+        """Apply the curriculum / lr rule to a new validation loss; returns the event, if any."""
+        if not self.plateau.update(val, self.stage_step, self.curriculum.at_last):
+            return None
+        if not self.curriculum.at_last:
+            event = self.curriculum.advance()
+        elif self.config.schedule == "cosine":  # the cosine owns the lr: a plateau only resets the count
+            event = None
+        else:
+            event = cut_lr(self.optimizer, self.config.lr_factor, self.config.min_lr)
+        self.curriculum.stage_step = 0
+        self.plateau.reset()
+        if event:
+            self.events.append({"step": self.step, "event": event, "val_loss": val})
+        return event
+
+    # ----- loop -------------------------------------------------------------------------------
+    def run(self, budget_minutes: Optional[float] = None, max_steps: Optional[int] = None,
+            progress: bool = True, checkpoint_every: int = 200,
+            snapshot_minutes: Optional[float] = None) -> Trainer:
+        """Train until ``max_steps`` or ``budget_minutes`` of training time (resumed runs count
+        the time already spent); ``snapshot_minutes``: see ``hooks.Snapshots``."""
+        max_steps = self.config.max_steps if max_steps is None else max_steps
+        budget = math.inf if budget_minutes is None else budget_minutes * 60
+        hooks = [ProgressLog(self, max_steps, progress), PeriodicCheckpoint(self, checkpoint_every)]
+        if snapshot_minutes is not None:
+            hooks.append(Snapshots(self, snapshot_minutes))
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.split is not None:
+            write_split(self.source, self.config, self.out)
+        t0, start_elapsed = self.clock(), self.elapsed
+        for h in hooks:
+            h.before_train()
+        try:
+            while self.step < max_steps and self.elapsed < budget:
+                stats = self.train_step()
+                self.elapsed = start_elapsed + self.clock() - t0
+                val = event = None
+                if self.step % self.config.eval_every == 0:
+                    val = self.validate()
+                    event = self.after_validation(val)
+                for h in hooks:
+                    h.after_step(stats, val, event)
+        finally:
+            for h in hooks:
+                h.after_train()
+        return self
+
+    # ----- checkpoints ------------------------------------------------------------------------
+    def save(self, path: Optional[str | os.PathLike] = None) -> Path:
+        """Write ``last.pt`` (or ``path``) atomically (a temporary file, then a rename), and its
+        readable summary beside it (``last.json``)."""
+        path = Path(path) if path else self.out / "last.pt"
+        state = trainer_state(self)
+        save_atomic(state, path)
+        path.with_suffix(".json").write_text(run_summary(state))
+        return path
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, out_dir: Optional[str | os.PathLike] = None,
+               device: Optional[str] = None, config: Optional[TrainConfig] = None) -> Trainer:
+        """Rebuild a trainer from a checkpoint; ``config`` (if given) must equal the stored one."""
+        state = load_checkpoint(path)
+        stored = TrainConfig(**state["config"])
+        check_same_config(stored, config, path)
+        t = cls(stored, out_dir or Path(path).parent, device)
+        restore_trainer(t, state)
+        if t.split is not None:
+            check_split(t.source, t.config, t.out)
+        return t
+
+
+def clip_gradients(model: torch.nn.Module, clip: float) -> None:
+    """Element-wise clipping to [-clip, clip] of EVERY parameter's gradient.
+
+    (The authors' code clipped the recurrent part only and left the CNN unclipped.)
+    """
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.clamp_(-clip, clip)
