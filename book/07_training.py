@@ -265,12 +265,16 @@ plt.show()
 # against 0.36 without it), so the shipped model does not use it.
 #
 # How much faster is all this than the paper's loop (batch 1, the eight convolutions of eq. 1
-# as written, the loss image by image)? On the two cores used here, one run of
-# `bench_train_speed.py` measured 2.59 images/s for the paper's loop, 3.73 for batch 4 with the
-# fused cell and batched loss (1.4x), and 6.52 with bf16 on top (2.5x). Counting the
-# arithmetic explains the ceiling: both loops do about the same work, 39 and 33 GFLOP per
-# plant (forward and backward), and the paper's loop already runs it at 101 GFLOP/s. A
-# further speed-up has to come from doing less arithmetic, or from a GPU.
+# as written, the loss image by image), and how close to what the machine can do?
+# `benchmarks/bench_train_speed.py` measures both in one run; the run stored in
+# `benchmarks/results/train_speed_epyc_avx512bf16.json` (two cores, AVX512-BF16) gave 1.57
+# images/s for the paper's loop in fp32, 3.49 for batch 4 with the fused cell and batched loss
+# (2.2x), and 5.37 with `--precision auto` choosing bf16 (3.4x). Counting the arithmetic gives
+# the ceiling: both loops do about the same work, 39 and 33 GFLOP per plant (forward and
+# backward); ours runs it at 116 GFLOP/s in fp32, 78 % of the fastest fp32 kernel measured on
+# the same cores (a 2048-square matrix product, 149 GFLOP/s). On the same CPU held to AVX2,
+# where bf16 is only emulated, bf16 trains at a tenth of the fp32 speed and `auto` stays in fp32.
+# A further speed-up has to come from doing less arithmetic, or from a GPU.
 #
 # `--resume auto` continues a run from `OUT/last.pt`; `--device cuda` (the default when a GPU
 # is present) trains on the GPU. `ris-lite evaluate` and `ris-lite predict` use the shipped
