@@ -234,7 +234,7 @@ def main() -> None:
     print(f"auto / fp32 (ours): {train['ours_auto']['images_per_s'] / train['ours_fp32']['images_per_s']:.2f} "
           "(goal >= 0.95 everywhere, >= 1.3 where bf16 is native)")
 
-    kernels = {pr: top_kernels(items, pr) for pr in ("fp32", auto) if pr in ("fp32", auto)}
+    kernels = {pr: top_kernels(items, pr) for pr in dict.fromkeys(("fp32", auto))}
     out["top_kernels"] = kernels
     for pr, rows in kernels.items():
         print(f"top kernels of one training step ({pr}, self CPU time): "

@@ -136,7 +136,7 @@ def _new_trainer(a, out: Path):
     cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=lr, batch_size=a.batch_size, seed=a.seed,
                       curriculum=curriculum, eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
                       train_images=a.train_images, val_images=a.val_images, patience=a.patience,
-                      precision="bf16" if a.cpu_bf16 else a.precision, source=a.data, folder=folder, val_fraction=a.val_fraction,
+                      precision=a.precision, cpu_bf16=a.cpu_bf16, source=a.data, folder=folder, val_fraction=a.val_fraction,
                       freeze_fcn=a.freeze_fcn)
     try:
         trainer = Trainer(cfg, out, a.device, data=real)

@@ -37,37 +37,39 @@ class DataSource(Protocol):
         """The data set of one side for a stage on ``lo..hi`` instances."""
 
 
-class SyntheticSource:
+class _DrawnSource:
+    """A procedural data set: ``train_images`` / ``val_images`` scenes of one side (at most
+    the side's seed range), drawn with ``lo..hi`` instances."""
+
+    split = None
+    splits: Dict[str, Tuple[int, int]]
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+
+    def length(self, side: str) -> int:
+        n = self.config.train_images if side == "train" else self.config.val_images
+        return min(n, self.splits[side][1] - self.splits[side][0])
+
+
+class SyntheticSource(_DrawnSource):
     """The procedural rosettes (``ris_lite.data.rosette``), drawn with ``lo..hi`` leaves."""
 
-    split = None
-    augment = RotateFlip
-
-    def __init__(self, config: TrainConfig):
-        self.config = config
+    augment, splits = RotateFlip, SPLITS
 
     def dataset(self, side: str, lo: int, hi: int, transform):
-        c = self.config
-        n = c.train_images if side == "train" else c.val_images
-        n = min(n, SPLITS[side][1] - SPLITS[side][0])
-        return RosetteDataset(side, length=n, transform=transform, n_leaves=(lo, hi), count_sampling="uniform",
-                              **c.data)
+        return RosetteDataset(side, length=self.length(side), transform=transform, n_leaves=(lo, hi),
+                              count_sampling="uniform", **self.config.data)
 
 
-class PeopleSource:
+class PeopleSource(_DrawnSource):
     """The people stand-in (``ris_lite.data.people``), drawn with ``lo..hi`` figures."""
 
-    split = None
-    augment = FlipLeftRight
-
-    def __init__(self, config: TrainConfig):
-        self.config = config
+    augment, splits = FlipLeftRight, PEOPLE_SPLITS
 
     def dataset(self, side: str, lo: int, hi: int, transform):
-        c = self.config
-        n = c.train_images if side == "train" else c.val_images
-        n = min(n, PEOPLE_SPLITS[side][1] - PEOPLE_SPLITS[side][0])
-        return PeopleDataset(side, length=n, transform=transform, n_people=(lo, hi), **c.data)
+        return PeopleDataset(side, length=self.length(side), transform=transform, n_people=(lo, hi),
+                             **self.config.data)
 
 
 class _SplitSource:
