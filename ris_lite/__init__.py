@@ -5,7 +5,7 @@ The folders follow the book's parts (``ris_lite/README.md`` has the map and the 
 * ``ris_lite.data``: the data, synthetic and real (chapters 2, 11, 13);
 * ``ris_lite.model``: FCN, ConvLSTM, spatial inhibition, RIS, RIS+CRF (chapters 3-5, 10, 12, 13);
 * ``ris_lite.training``: the loss, the curriculum, the loop (chapters 6, 7, 9);
-* ``ris_lite.evaluation``: the CVPPP metrics, region AP, the baseline (chapters 8, 11, 13);
+* ``ris_lite.evaluation``: the CVPPP metrics, region AP, the baseline, the diagnosis (chapters 8, 9, 11, 13);
 * ``ris_lite.pretrained``: the shipped checkpoints; ``ris_lite.cli``: ``ris-lite``;
 * ``ris_lite.precision`` and ``ris_lite.device``: where and in which precision code runs.
 
@@ -32,6 +32,7 @@ from .data.rosette import (
 from .device import pick_device
 from .evaluation import metrics, people_eval
 from .evaluation.baseline import WatershedParams, tune_baseline, watershed_leaves
+from .evaluation.diagnose import diagnose
 from .evaluation.evaluate import evaluate_model, predict_dataset
 from .model import crf
 from .model.convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMCellEq1
@@ -41,11 +42,19 @@ from .model.fcn8s import FCN8s
 from .model.inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
 from .model.people import people_model_config
 from .model.ris import RIS, RISConfig
+from .model.skip import BoundarySkip
 from .pretrained import load_pretrained
 from .training import canvas
 from .training.config import TrainConfig
 from .training.curriculum import A1_CURRICULUM, PEOPLE_CURRICULUM
-from .training.loss import fixed_order_loss, match, pairwise_soft_iou, ris_loss, soft_iou
+from .training.loss import (
+    fixed_order_loss,
+    match,
+    overlap_penalty,
+    pairwise_soft_iou,
+    ris_loss,
+    soft_iou,
+)
 from .training.trainer import Trainer
 
 # The modules the earlier flat layout exported stay importable by their old dotted names
@@ -65,5 +74,5 @@ __all__ = [
     "pairwise_soft_iou", "pick_device", "predict_dataset", "read_label_png", "refine", "ris_loss",
     "soft_iou", "tune_baseline", "watershed_leaves", "write_label_png",
     "COCOPeople", "FCN8s", "PeopleDataset", "VOCPeople", "make_people", "make_people_scene", "people",
-    "people_eval", "people_model_config", "precision",
+    "people_eval", "people_model_config", "precision", "BoundarySkip", "diagnose", "overlap_penalty",
 ]

@@ -52,6 +52,13 @@ def _new_model_config(a):
                                  ("--canvas-memory", a.canvas_memory), ("--input-size", a.input_size)) if on]
         if flags:
             raise CLIError(f"{flags[0]} does not combine with --init (the model comes from the checkpoint)")
+        if a.skip != "none":  # zero-initialised: the new model starts as the --init one
+            if init.config.skip not in ("none", a.skip):
+                raise CLIError(f"--skip {a.skip}: the --init model already has skip={init.config.skip!r}")
+            try:
+                return RISConfig.from_dict({**init.config.to_dict(), "skip": a.skip}), init
+            except ValueError as e:
+                raise CLIError(f"--skip: {e}") from None
         return init.config, init
     if is_people(a.data):  # the paper's people configuration (FCN-8s, 1x1 gates), scaled by --fcn-width
 
@@ -79,6 +86,10 @@ def _new_model_config(a):
         raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
     if (a.canvas or a.canvas_memory) and (a.feedback or a.coords):
         raise CLIError("--canvas does not combine with --feedback or --coords")
+    if a.skip != "none":
+        if a.canvas or a.canvas_memory:
+            raise CLIError("--skip does not combine with --canvas")
+        model = RISConfig.from_dict({**model.to_dict(), "skip": a.skip})
     return model, None
 
 
@@ -128,7 +139,10 @@ def _new_trainer(a, out: Path):
         raise CLIError("--schedule cosine needs --max-steps (the cosine spans the whole run)")
     if not 0 <= a.sampling_final <= 1 or not 0 <= a.sampling_start < 1:
         raise CLIError("--sampling-final must be in [0, 1] and --sampling-start in [0, 1)")
-    schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps,
+    if a.lr_hold_steps < 0 or a.overlap_weight < 0:
+        raise CLIError("--lr-hold-steps and --overlap-weight must be >= 0")
+    schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps, "lr_hold_steps": a.lr_hold_steps,
+                "overlap_weight": a.overlap_weight,
                 "sampling_final": a.sampling_final, "sampling_start": a.sampling_start}
     if a.max_steps is not None:
         schedule["max_steps"] = a.max_steps
@@ -228,6 +242,13 @@ def add_parser(sub) -> None:
     t.add_argument("--fcn-stride", type=int, default=2, help="FCN (and mask grid) stride (default 2)")
     t.add_argument("--schedule", default="plateau", choices=["plateau", "cosine"],
                    help="lr schedule: the paper's plateau cuts, or ours: cosine over --max-steps")
+    t.add_argument("--lr-hold-steps", type=int, default=0,
+                   help="plateau schedule: keep every lr of the last stage at least this many steps (0: cut on "
+                        "the first plateau, as before)")
+    t.add_argument("--skip", default="none", choices=["none", "input", "mask", "both"],
+                   help="ours: a zero-initialised skip of the image's detail into the ConvLSTM input / mask head")
+    t.add_argument("--overlap-weight", type=float, default=0.0,
+                   help="ours: weight of a penalty on a step's mass where earlier steps painted (0: the paper's loss)")
     t.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up (cosine schedule)")
     t.add_argument("--sampling-final", type=float, default=0.0,
                    help="canvas models: final chance of training on the model's own canvas")

@@ -48,9 +48,14 @@ class SpatialInhibition(nn.Module):
         self.b = nn.Parameter(torch.tensor(float(bias_init)))
 
     def forward(self, h: torch.Tensor, out_size: Optional[Tuple[int, int]] = None,
-                return_stages: bool = False):
+                return_stages: bool = False, extra_logits: Optional[torch.Tensor] = None):
+        """``extra_logits (B, h', w')``: added to Conv(h) before the softmax (the boundary skip
+        of ``ris_lite.model.skip``, ours); None is the paper's head."""
         B, _, H, W = h.shape
-        logits = self.conv(h).view(B, H * W)
+        logits = self.conv(h)
+        if extra_logits is not None:
+            logits = logits + extra_logits.unsqueeze(1)
+        logits = logits.view(B, H * W)
         log_p = F.log_softmax(logits, dim=1).view(B, H, W)
         thresholded = log_p + self.b
         mask = torch.sigmoid(thresholded)

@@ -18,6 +18,7 @@ from .convlstm import ConvLSTM, ConvLSTMCell
 from .fcn import FCN
 from .fcn8s import FCN8s
 from .inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
+from .skip import SKIP_KINDS, BoundarySkip
 
 
 @dataclass
@@ -63,6 +64,10 @@ class RISConfig:
     #: instead of starting each step afresh; trained by unrolling whole sequences, the canvas
     #: teacher-forced step by step (``ris_lite.training.canvas.sequence_canvas_loss``)
     canvas_memory: bool = False
+    #: ours, not the paper's: a zero-initialised skip of the image's local detail around the
+    #: FCN into the ConvLSTM's input ("input"), the mask head ("mask") or both ("both");
+    #: ``ris_lite.model.skip``, chapter ``book/09_beyond``. "none" is the paper's model.
+    skip: str = "none"
     extra: dict = field(default_factory=dict)  # free-form notes kept in checkpoints; unused by the model
 
     def to_dict(self) -> dict:
@@ -101,6 +106,10 @@ class RIS(nn.Module):
             raise ValueError("canvas_memory=True needs canvas=True")
         if c.canvas_iterations < 1 or (c.canvas_iterations > 1 and not c.canvas):
             raise ValueError(f"canvas_iterations must be >= 1 and needs canvas=True, got {c.canvas_iterations}")
+        if c.skip not in SKIP_KINDS:
+            raise ValueError(f"skip must be one of {', '.join(SKIP_KINDS)}, got {c.skip!r}")
+        if c.skip != "none" and (c.canvas or c.fcn_variant == "fcn8s"):
+            raise ValueError("skip needs the plant FCN and no canvas")
         if c.fcn_variant == "fcn8s":
             self.fcn = FCN8s(fcn_inputs, c.channels, width=c.fcn_width, batch_norm=c.fcn_batch_norm)
         else:
@@ -111,6 +120,8 @@ class RIS(nn.Module):
         if c.feedback:  # (previous mask, union so far) -> extra gate pre-activations of layer 0
             self.feedback = nn.Conv2d(2, 4 * c.channels, c.lstm_kernel, padding=c.lstm_kernel // 2, bias=False)
             nn.init.uniform_(self.feedback.weight, -0.08, 0.08)
+        self.skip = (BoundarySkip(c.in_channels, c.channels, c.fcn_stride, c.skip)
+                     if c.skip != "none" else None)
         fh, fw = self.fcn.output_size(*c.input_size)
         b = c.bias_init if c.bias_init is not None else inhibition_bias_init(c.instance_fraction * fh * fw)
         self.inhibition = SpatialInhibition(c.channels, b)
@@ -167,6 +178,12 @@ class RIS(nn.Module):
         if self.config.canvas:
             return self._forward_canvas(images, steps, return_stages, score_logits)
         features = self.fcn(with_coordinates(images) if self.config.coords else images)
+        detail = None
+        if self.skip is not None:
+            detail = self.skip.features(images, features.shape[-2:])
+            extra = self.skip.input_term(detail)
+            if extra is not None:
+                features = features + extra
         H, W = images.shape[2:]
         # masks are upsampled to the frame the features cover (FCN-8s pads to a multiple of
         # 32), then cropped back to the image
@@ -184,7 +201,8 @@ class RIS(nn.Module):
             proj = first_proj if fed_back is None else first_proj + self.feedback(fed_back)
             states = self.lstm.step(features, states, proj)
             h = states[-1][0]
-            m, st = self.inhibition(h, out_size, return_stages=True)
+            extra = None if detail is None else self.skip.mask_term(h, detail)
+            m, st = self.inhibition(h, out_size, return_stages=True, extra_logits=extra)
             if out_size is not None:
                 m = m[:, :H, :W]
             if fed_back is not None:  # fed back at the feature size, before any upsampling

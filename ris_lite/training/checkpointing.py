@@ -94,3 +94,16 @@ def restore_trainer(t, state: dict) -> None:
     used_before = state.get("precision", {}).get("used")
     if used_before is not None and used_before != t.precision:  # resumed on another kind of machine
         t.events.append({"step": t.step, "event": f"precision {used_before} -> {t.precision} on {t.device.type}"})
+
+
+def load_init_weights(model, init, source: str) -> None:
+    """Copy the weights of ``init`` (a RIS) into ``model`` for fine-tuning; the architectures
+    must agree, except that ``model`` may add a zero-initialised skip (``ris_lite.model.skip``,
+    ours) to an ``init`` without one: it then starts as ``init``."""
+    mine, theirs = model.config.to_dict(), init.config.to_dict()
+    added_skip = theirs["skip"] == "none" and mine["skip"] != "none"
+    if {**mine, "skip": "none"} != {**theirs, "skip": "none"} or (mine["skip"] != theirs["skip"] and not added_skip):
+        raise ValueError(f"{source}: its model config differs from this trainer's")
+    missing, unexpected = model.load_state_dict(init.state_dict(), strict=not added_skip)
+    if unexpected or any(not k.startswith("skip.") for k in missing):
+        raise ValueError(f"{source}: weights do not fit this trainer's model ({missing + unexpected})")

@@ -45,6 +45,13 @@ class TrainConfig:
     #: to min_lr over max_steps, so set max_steps to the run's length)
     schedule: str = "plateau"
     warmup_steps: int = 0
+    #: plateau schedule, at the last stage: every lr is kept for at least this many steps before
+    #: the plateau rule may cut it (0: the rule as before, which cut 200 steps into the last
+    #: stage of the shipped run and reached the 1e-6 floor 1,350 steps later)
+    lr_hold_steps: int = 0
+    #: ours, not the paper's: weight of ``loss.overlap_penalty`` (a step's mass on pixels
+    #: earlier steps took) added to eq. (5); 0 is the paper's loss
+    overlap_weight: float = 0.0
     #: canvas models only: final chance of training on the model's own canvas, and the
     #: fraction of max_steps where the ramp from 0 starts (scheduled sampling)
     sampling_final: float = 0.0
@@ -76,6 +83,9 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in ("plateau", "cosine"):
             raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
+        if self.lr_hold_steps < 0 or self.overlap_weight < 0:
+            raise ValueError(f"lr_hold_steps and overlap_weight must be >= 0, got {self.lr_hold_steps}, "
+                             f"{self.overlap_weight}")
         if self.schedule == "cosine" and self.max_steps >= 1_000_000:
             raise ValueError("schedule='cosine' needs max_steps set to the run's length")
         sampling_probability(0, 1, self.sampling_final, self.sampling_start)  # validates both

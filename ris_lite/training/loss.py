@@ -130,6 +130,44 @@ def ris_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, c
     return loss, parts
 
 
+def overlap_penalty(masks: torch.Tensor, lengths=None, threshold: float = 0.5, eps: float = EPS) -> torch.Tensor:
+    """Ours, not the paper's: how much of each step's mask lies on pixels earlier steps already
+    took, summed over steps and divided by B (chapter ``book/09_beyond``).
+
+    ``masks (B, T, H, W)`` in [0, 1]; step t of image i counts when ``t < lengths[i]``. The
+    pixels taken before step t are ``U_t = [max_{s<t} m_s > threshold]`` (detached, the rule by
+    which ``RIS.predict`` gives a pixel to the first step that claims it: the penalty moves step
+    t, never the earlier steps); the term of step t is ``<m_t, U_t> / (|m_t|_1 + eps)``, the share
+    of its mass on taken pixels: 0 for a step that paints only new pixels, 1 for a step that
+    repeats an earlier one. Eq. (5)'s matching gives a step that repeats a leaf no push away
+    from it; this term does. (Measured: without the threshold, the diffuse masks of the first
+    stages overlap everywhere and the term stalled learning.)
+    """
+    if masks.ndim != 4:
+        raise ValueError(f"masks must be (B,T,H,W), got {tuple(masks.shape)}")
+    B, T = masks.shape[:2]
+    if T < 2:
+        return masks.new_zeros(())
+    union = torch.cummax(masks.detach().flatten(2), dim=1).values[:, :-1]  # (B, T-1, P): before steps 2..T
+    taken = (union > threshold).to(masks.dtype)
+    m = masks[:, 1:].flatten(2)
+    share = (m * taken).sum(-1) / (m.sum(-1) + eps)  # (B, T-1)
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths).to(masks.device)
+        share = share * (torch.arange(1, T, device=masks.device).unsqueeze(0) < lengths.unsqueeze(1))
+    return share.sum() / B
+
+
+def with_overlap_penalty(loss, masks: torch.Tensor, lengths, weight: float):
+    """``loss`` (a value, or ``(value, parts)`` of ``ris_loss(return_parts=True)``) plus
+    ``weight * overlap_penalty(masks, lengths)``; the parts get its value as ``overlap``."""
+    penalty = weight * overlap_penalty(masks, lengths)
+    if not isinstance(loss, tuple):
+        return loss + penalty
+    loss[1]["overlap"] = float(penalty.detach())
+    return loss[0] + penalty, loss[1]
+
+
 def fixed_order_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, counts,
                      lam: float = 1.0) -> torch.Tensor:
     """A NON-permutation-invariant control for the loss chapter.

@@ -27,11 +27,17 @@ from ..model.ris import RIS, RISConfig
 from ..precision import autocast, grad_scaler, resolve_precision, warn_if_emulated
 from ..pretrained import load_model
 from .canvas import canvas_loss, sampling_probability, sequence_canvas_loss
-from .checkpointing import TrainerCounters, check_same_config, restore_trainer, trainer_state
+from .checkpointing import (
+    TrainerCounters,
+    check_same_config,
+    load_init_weights,
+    restore_trainer,
+    trainer_state,
+)
 from .config import TrainConfig
 from .curriculum import Curriculum
 from .hooks import PeriodicCheckpoint, ProgressLog, Snapshots
-from .loss import ris_loss
+from .loss import ris_loss, with_overlap_penalty
 from .schedule import PlateauRule, cut_lr
 from .sources import check_split, open_source, write_split
 
@@ -64,7 +70,7 @@ class Trainer(TrainerCounters):
         # at the last stage; canvas models with memory unroll sequences and follow the curriculum
         single_step = self.canvas and not self.model.config.canvas_memory
         self.curriculum = Curriculum(c.curriculum, len(c.curriculum) - 1 if single_step else 0)
-        self.plateau = PlateauRule(c.patience, c.min_delta, c.stage_max_steps)
+        self.plateau = PlateauRule(c.patience, c.min_delta, c.stage_max_steps, c.lr_hold_steps)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
         self.snapshots_kept = 0  # index k of the last snapshot kept (at k x snapshot_minutes)
         self.events: List[dict] = []
@@ -97,10 +103,7 @@ class Trainer(TrainerCounters):
     def load_weights(self, source: str) -> None:
         """Start from the weights of a checkpoint or a shipped model name (fine-tuning); its
         architecture must be this trainer's. Recorded as ``config.init``."""
-        model = load_model(source)
-        if model.config.to_dict() != self.model.config.to_dict():
-            raise ValueError(f"{source}: its model config differs from this trainer's")
-        self.model.load_state_dict(model.state_dict())
+        load_init_weights(self.model, load_model(source), source)
         self.config.init = source
 
     # ----- one step ---------------------------------------------------------------------------
@@ -125,8 +128,9 @@ class Trainer(TrainerCounters):
         lengths = self.lengths(counts)
         with autocast(self.precision, self.device):
             masks, logits = self.model(images, int(lengths.max()), score_logits=True)
-        return ris_loss(masks.float(), logits.float(), targets, counts, c.lam, lengths=lengths,
-                        scores_are_logits=True, return_parts=return_parts)
+        out = ris_loss(masks.float(), logits.float(), targets, counts, c.lam, lengths=lengths,
+                       scores_are_logits=True, return_parts=return_parts)
+        return with_overlap_penalty(out, masks.float(), lengths, c.overlap_weight) if c.overlap_weight else out
 
     def train_step(self) -> dict:
         self.model.train()
