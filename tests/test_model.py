@@ -67,7 +67,12 @@ def test_fcn_sizes_for_the_a1_frame_and_the_working_size():
     assert FCN(stride=2)(torch.rand(1, 3, 106, 100)).shape[2:] == (53, 50)
     learned = FCN(stride=5, variant="learned")
     assert learned(torch.rand(1, 3, 530, 500)).shape[2:] == learned.output_size(530, 500) == (106, 100)
-    assert not any(p.requires_grad for n, p in FCN().named_buffers())
+    # the anti-aliasing kernel is fixed: a buffer, not a parameter, and no gradient reaches it
+    fcn = FCN(stride=5)
+    assert "aa_kernel" in dict(fcn.named_buffers())
+    assert all(p.data_ptr() != fcn.aa_kernel.data_ptr() for p in fcn.parameters())
+    fcn(torch.rand(1, 3, 40, 40)).sum().backward()
+    assert fcn.aa_kernel.grad is None and all(p.grad is not None for p in fcn.parameters())
 
 
 @pytest.mark.parametrize("dilations", [(1, 1, 1, 1), (1, 2, 4, 8)])

@@ -60,7 +60,8 @@ def split_done(targets: torch.Tensor, counts: torch.Tensor, generator: Optional[
         rank = torch.rand(B, N, generator=generator).masked_fill(~valid, 2.0).argsort(1).argsort(1)
         done = rank < k.unsqueeze(1)
     done = done.cpu() & valid
-    return _canvas_and_rest(targets, valid, done.to(targets.device))
+    # built on the CPU (the generator lives there); moved next to the targets for the masking
+    return _canvas_and_rest(targets, valid.to(targets.device), done.to(targets.device))
 
 
 def remaining_after(canvas: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor,
