@@ -10,6 +10,10 @@ scored on the 100 test plants with the diagnosis of ``ris_lite.evaluation.diagno
     python benchmarks/ablate_whole_leaves.py --train --arms hold,skip --steps 3000   # ~45 min, both at once
     python benchmarks/ablate_whole_leaves.py --train --arms hold,skip --steps 4500   # resumes them to 4,500
     python benchmarks/ablate_whole_leaves.py --score --arms hold,skip --out ris_lite/pretrained/ablation_whole_leaves.json
+
+Both arms' checkpoints at 3,000 steps are kept in ``benchmarks/checkpoints/i24/ARM/step3000.pt``
+(copy one to ``runs/i24/ARM/last.pt`` to resume it); ``hold`` at 4,500 steps is the shipped
+``rosettes``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def train(arms, steps: int, root: Path) -> None:
     procs = []
     for arm in arms:
         out = root / arm
-        args = (["--resume", "auto"] if (out / "last.pt").exists() else RECIPE + ARMS[arm])
+        args = (["--resume", "auto", "--snapshot-minutes", "5", "--quiet"] if (out / "last.pt").exists() else RECIPE + ARMS[arm])
         cmd = [sys.executable, "-c", "import sys; from ris_lite.cli import main; sys.exit(main(sys.argv[1:]))",
                "train", "--out", str(out), "--max-steps", str(steps), *args]
         log = open(root / f"{arm}.log", "a")
@@ -51,10 +55,15 @@ def train(arms, steps: int, root: Path) -> None:
         shutil.copyfile(root / arm / "last.pt", root / arm / f"step{steps}.pt")
 
 
+#: the ``rosettes`` shipped before this ablation (the plateau rule without a hold, 5,767 steps); the
+#: ``hold`` arm at 4,500 steps replaced it
+PREVIOUS = Path(__file__).parent / "checkpoints" / "i24" / "rosettes_plateau5767.pt"
+
+
 def score(arms, root: Path, plants: int) -> dict:
-    """The diagnosis of the shipped ``rosettes`` (the plateau rule as it was, 5,767 steps) and
-    of every ``step*.pt`` of every arm."""
-    table = {"shipped rosettes@5767": {**diagnose_run("rosettes", plants=plants), "model": "shipped rosettes@5767"}}
+    """The diagnosis of the previous ``rosettes`` and of every ``step*.pt`` of every arm."""
+    table = {"previous rosettes@5767": {**diagnose_run(str(PREVIOUS), plants=plants),
+                                        "model": "previous rosettes@5767"}}
     for arm in arms:
         for ckpt in sorted((root / arm).glob("step*.pt"), key=lambda p: int(p.stem[4:])):
             row = diagnose_run(str(ckpt), plants=plants)

@@ -9,7 +9,8 @@ defaults, as a user would run them:
 * scratch: a fresh model, the curriculum adapted to the folder's counts;
 * fine-tune: ``--init rosettes``, last stage only;
 
-each at every learning rate of ``--lrs``, the folder read at the shipped model's scale; all
+each at every learning rate of ``--lrs``, the folder read whole at the shipped model's scale (530 x 500 frames
+at 191 x 180, ``LabelledFolder``); all
 are measured the same way: the RIS loss (eq. 5) on the validation images at the full
 length ``max(n) + 2``, every ``--every`` steps, plus SBD / |DiC| on them at the end (at the
 files' own resolution), next to the shipped model untouched. Writes ``OUT/finetune.csv``.

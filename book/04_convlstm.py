@@ -49,16 +49,17 @@ device = ris_lite.pick_device()
 # $\boldsymbol{x}_t$ (for RIS: the FCN features $\boldsymbol{B}$, the same at every step):
 #
 # (eq-1)=
-# $$
+# \begin{equation}
 # \begin{aligned}
-# \boldsymbol{i}_t &= \sigma(\boldsymbol{w}_{xi} * \boldsymbol{x}_t + \boldsymbol{w}_{hi} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_i) &
+# \boldsymbol{i}_t &= \sigma(\boldsymbol{w}_{xi} * \boldsymbol{x}_t + \boldsymbol{w}_{hi} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_i) \\
 # \boldsymbol{f}_t &= \sigma(\boldsymbol{w}_{xf} * \boldsymbol{x}_t + \boldsymbol{w}_{hf} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_f) \\
-# \boldsymbol{o}_t &= \sigma(\boldsymbol{w}_{xo} * \boldsymbol{x}_t + \boldsymbol{w}_{ho} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_o) &
+# \boldsymbol{o}_t &= \sigma(\boldsymbol{w}_{xo} * \boldsymbol{x}_t + \boldsymbol{w}_{ho} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_o) \\
 # \boldsymbol{g}_t &= \tanh(\boldsymbol{w}_{xg} * \boldsymbol{x}_t + \boldsymbol{w}_{hg} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_g) \\
-# \boldsymbol{c}_t &= \boldsymbol{f}_t \odot \boldsymbol{c}_{t-1} + \boldsymbol{i}_t \odot \boldsymbol{g}_t &
+# \boldsymbol{c}_t &= \boldsymbol{f}_t \odot \boldsymbol{c}_{t-1} + \boldsymbol{i}_t \odot \boldsymbol{g}_t \\
 # \boldsymbol{h}_t &= \boldsymbol{o}_t \odot \tanh(\boldsymbol{c}_t)
-# \end{aligned} \tag{1}
-# $$
+# \end{aligned}
+# \tag{1}
+# \end{equation}
 #
 # $*$ is a convolution with an $f\times f$ filter ($f=3$ for plants, $1$ for people), $\sigma$ the
 # logistic sigmoid. The input gate $\boldsymbol{i}$ decides how much new content $\boldsymbol{g}$ enters the

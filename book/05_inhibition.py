@@ -247,7 +247,7 @@ plt.show()
 # %% [markdown]
 # Read the rows from top to bottom: the 1×1 convolution ranks the pixels, the log-softmax
 # plus $b$ keeps only the ones that clear the bar, and the sigmoid saturates them. For the
-# shipped model (one CPU hour of training) most steps now pick one leaf, but some masks still
+# shipped model (4,500 training steps on a CPU) most steps pick one leaf, but some masks still
 # take in a piece of a neighbouring look-alike leaf, and on a plant of many leaves the score
 # stays near 1 for these first eight steps, as it should. The evaluation chapter measures
 # what the remaining mistakes cost.

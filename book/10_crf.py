@@ -293,7 +293,7 @@ plt.show()
 
 # %%
 refined = model.predict(image, crf=True)[0]
-assert torch.equal(refined, refine(image, kept, config))
+assert torch.equal(refined, refine(image.to(device), kept, config))  # on predict's device: the same kernels
 assert refined.max() == ris_labels.max()  # same count as RIS
 sbd_before = metrics.symmetric_best_dice(ris_labels, truth)
 sbd_after = metrics.symmetric_best_dice(refined, truth)
@@ -361,31 +361,50 @@ print(f"  {'RIS + CRF':30s} {'0.2 (1.4)':>11s}  {'1.1 (0.9)':>10s}  {'66.6 (8.7)
 
 # %%
 stored = bench["models"]["rosettes"]["sbd_per_plant"]
+RIS_TOLERANCE = 1e-6 if device.type == "cpu" else 0.01
 for k in range(3):
     im, tm = test[k]
     gt = ris_lite.masks_to_labels(tm)
     live = metrics.symmetric_best_dice(model.predict(im, crf=True)[0], gt)
     assert abs(live - stored["ris_crf"][k]) < 0.01, (k, live, stored["ris_crf"][k])
-    assert abs(metrics.symmetric_best_dice(model.predict(im)[0], gt) - stored["ris"][k]) < 1e-6
+    # stored from fp32 on a CPU: equal there; a GPU's TF32 convolutions may flip a few pixels
+    assert abs(metrics.symmetric_best_dice(model.predict(im)[0], gt) - stored["ris"][k]) < RIS_TOLERANCE
 gain = [a - b for a, b in zip(stored["ris_crf"], stored["ris"])]
 print(f"RIS+CRF beats RIS on {sum(g > 0 for g in gain)} of {len(gain)} test plants")
 
 # %% [markdown]
-# **Reading the table.** On the paper-faithful model the CRF adds 4.4 SBD points (56.4 % to
-# 60.8 %; on the 32 validation plants it was tuned on, also 4.4) and, by construction, leaves
-# the counts alone; on the canvas model (ours, its parameters not re-tuned) it adds 3.9 (52.7 %
-# to 56.6 %). A first, narrower search had stopped at 60.6 %: widening the grid bought 0.7
-# points on validation and 0.2 on test, so the tuning is near what these unaries allow. The
-# paper gained 9.8 points on A1. Two reasons for the smaller gain here, both measured in this
-# book: our mask grid is only twice as coarse as the image (the paper's was about ten times
-# coarser than A1's photographs), so there is less boundary to win back; and most of what our
-# RIS loses is leaves covered only in part or split between two steps (evaluation chapter),
-# which sharper edges do not mend. Letting the CRF drop instances (`keep_count=False`) scored
-# higher on 32 validation plants with a 5-pixel appearance kernel (+4.5 points against +2.8 with
-# `keep_count`) but made |DiC| worse (1.75 against 1.16), because it deletes small leaves along
-# with fragments. The tuned kernel is narrow and strong (2.5 pixels and 0.08 in colour, weight
-# 24; the search switched the smoothness kernel off): on 106 × 100 plants a leaf is 5 to 20
-# pixels wide, and a wide kernel pulls neighbouring leaves of the same green together.
+# The gains, read from the table above:
+
+# %%
+for name in ("rosettes", "rosettes_canvas"):
+    r = bench["models"][name]
+    print(f"{name:16s} CRF gain {100 * (r['ris_crf']['sbd'] - r['ris']['sbd']):+.1f} SBD points, "
+          f"|DiC| {r['ris']['abs_dic']:.2f} -> {r['ris_crf']['abs_dic']:.2f}")
+assert all(r["ris_crf"]["abs_dic"] == r["ris"]["abs_dic"] for r in bench["models"].values())  # keep_count
+
+# %% [markdown]
+# **Reading the table.** On both models the CRF raises SBD by a few points and, by
+# construction (`keep_count`), leaves the counts alone; the canvas model (ours) uses the
+# paper-faithful model's parameters, not re-tuned. The parameters were tuned on the *first*
+# paper-faithful model (the one trained without the lr hold of chapter
+# {doc}`Beyond the paper <09_beyond>`), where they gave +4.4 points on test (56.4 % to 60.8 %)
+# and also +4.4 on the 32 validation plants; a first, narrower search had stopped 0.7
+# validation points lower, so the tuning was near what those unaries allow. On the shipped
+# model they give less. A new search, started from these parameters on the shipped model,
+# moved validation SBD by at most 0.2 points over its first nine trials (the appearance
+# kernel's width from 1.5 to 16 pixels: 63.6 % at best against 63.4 %, RIS alone 61.1 %)
+# and was stopped there. The paper gained 9.8 points on A1. Two reasons for the smaller gain
+# here, both measured in this book: our mask grid is only twice as coarse as the image (the
+# paper's was about ten times coarser than A1's photographs), so there is less boundary to win
+# back; and most of what our RIS loses is leaves covered only in part or split between two
+# steps (evaluation chapter), which sharper edges do not mend; the better RIS leaves fewer
+# ragged edges to clean. Letting the CRF drop instances (`keep_count=False`) scored
+# higher on 32 validation plants of the first model with a 5-pixel appearance kernel (+4.5
+# points against +2.8 with `keep_count`) but made |DiC| worse (1.75 against 1.16), because it
+# deletes small leaves along with fragments. The tuned kernel is narrow and strong (2.5 pixels
+# and 0.08 in colour, weight 24; the search switched the smoothness kernel off): on 106 × 100
+# plants a leaf is 5 to 20 pixels wide, and a wide kernel pulls neighbouring leaves of the same
+# green together.
 #
 # ## 7. What it costs
 #
@@ -399,7 +418,8 @@ print(f"RIS+CRF beats RIS on {sum(g > 0 for g in gain)} of {len(gain)} test plan
 # sums in time linear in $N$, which is what makes the CRF affordable on 500 × 500 images.
 #
 # The benchmark timed, on the same plants and in the same run, RIS's forward pass, our CRF with
-# the kernel stored in float32 and in bfloat16, and the lattice code (medians, seconds per plant):
+# the kernel stored in float32 and in bfloat16, and the lattice code (medians, seconds per plant;
+# this run shared the two cores with a training run, so compare the ratios, not the seconds):
 
 # %%
 for name in ("rosettes", "rosettes_canvas"):

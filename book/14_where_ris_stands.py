@@ -79,21 +79,43 @@ for name, result, chapter in rows:
 o = people["occlusion"]
 print(f"\nocclusion test (ours): Kendall tau {o['tau']:+.2f} [{o['tau_low']:+.2f}, {o['tau_high']:+.2f}], "
       f"nearest first {100 * o['front_first']:.0f}% vs chance {100 * o['front_first_chance']:.0f}%")
-assert crf_rows["ris_crf"]["sbd"] > crf_rows["ris"]["sbd"]
-assert people["ris"]["ap50"] > people["baseline"]["ap50"]
+
+# %% [markdown]
+# These rows are read from the shipped files, so the cell below does not take them on trust:
+# it recomputes the first test plants' per-plant scores with the shipped model (RIS, and
+# RIS+CRF on two of them) and checks them against the stored ones.
+
+# %%
+from ris_lite.evaluation.evaluate import ground_truth_labels
+from ris_lite.evaluation.metrics import symmetric_best_dice
+
+model = ris_lite.load_pretrained()
+test = ris_lite.RosetteDataset("test", length=8)
+per_plant = crf_rows["sbd_per_plant"]
+for i in range(8):
+    image, truth = test[i][0], ground_truth_labels(test, i)
+    assert abs(symmetric_best_dice(model.predict(image)[0], truth) - per_plant["ris"][i]) < 1e-4, i
+    if i < 2:
+        assert abs(symmetric_best_dice(model.predict(image, crf=True)[0], truth) - per_plant["ris_crf"][i]) < 0.01, i
+print(f"stored per-plant SBD of plants 1-8 reproduced live (RIS+CRF on plants 1-2); stored means: "
+      f"RIS {100 * crf_rows['ris']['sbd']:.1f}, RIS+CRF {100 * crf_rows['ris_crf']['sbd']:.1f}")
 
 # %% [markdown]
 # In words:
 #
-# * **RIS learns to count.** On synthetic A1-like plants the shipped model's SBD and |DiC| land
-#   where the paper's do; the counting is good, the outlines are coarse, and the leaves it finds
-#   are often covered only in part ({doc}`Evaluation <08_evaluation>`).
+# * **RIS learns to count and to segment, coarsely.** On synthetic A1-like plants the shipped
+#   model's SBD is above the paper's RIS row and above the tuned watershed of the evaluation
+#   chapter, whose SBD the first shipped model only matched; its |DiC| is a little worse than
+#   the paper's. The outlines are coarse and the leaves it finds are often covered only in part
+#   ({doc}`Evaluation <08_evaluation>`). Synthetic and real numbers still do not compare one
+#   to one (question 2).
 # * **Learning is fragile in specific ways** ({doc}`Training <07_training>`): the inhibition bias
 #   b decides whether anything is learned at all (chapter {doc}`Spatial inhibition <05_inhibition>`);
 #   the model first predicts the whole plant at every step before it breaks symmetry; the
-#   plateau rule cuts the learning rate early; a deep unnormalised FCN trained from scratch let
+#   plateau rule cut the learning rate early until each rate was held for a minimum of steps
+#   ({doc}`Beyond the paper <09_beyond>`); a deep unnormalised FCN trained from scratch let
 #   its features grow without bound in the people experiment until BatchNorm was added.
-# * **The CRF helps, less than in the paper**: +4 SBD on our plants against the paper's +10 on
+# * **The CRF helps, less than in the paper**: a few SBD points on our plants (the table above) against the paper's +10 on
 #   A1 ({doc}`RIS+CRF <10_crf>`). Our synthetic plants differ from the photographs in their
 #   colour edges and blur; which difference accounts for the smaller gain was not measured.
 # * **A canvas of what is already segmented** (Ren and Zemel's idea, ours as an option) did not
@@ -139,13 +161,13 @@ assert people["ris"]["ap50"] > people["baseline"]["ap50"]
 #   state maps of chapters 4 and 12 ask this, and the paper found no clear answer in the cell
 #   state c either.
 # * **Data.** The paper blamed its SBD on 128 training photographs. With a generator that gives
-#   unlimited plants, our model is still under-fitted after an hour on a CPU: data was not the
-#   only limit.
+#   unlimited plants, our model is still under-fitted after 80 minutes on a CPU: data was not
+#   the only limit.
 #
 # ## Summary
 #
-# * Our reproduction matches the paper's RIS where the comparison is fair (leaf counting and
-#   segmentation on A1-like plants), finds a smaller CRF gain, and measures the people
+# * Our reproduction reaches the paper's RIS where the comparison is fair (leaf counting and
+#   segmentation on A1-like plants, as relations to a baseline), finds a smaller CRF gain, and measures the people
 #   configuration and its occlusion behaviour on a stand-in.
 # * Later recurrent methods added attention and a canvas; parallel methods dropped the sequence
 #   and now lead on accuracy. RIS's permutation-invariant matching loss lives on in set

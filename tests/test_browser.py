@@ -84,6 +84,11 @@ def test_page_in_a_real_browser(browser, page):
             "return Array.from(document.querySelectorAll('.math')).filter("
             "e => !e.querySelector('mjx-container')).length")
         assert raw == 0, f"{page.name}: {raw} formulas left as raw LaTeX"
+        # a TeX error typesets as a red box (e.g. "\\tag not allowed in split environment")
+        merrors = browser.execute_script(
+            "return Array.from(document.querySelectorAll('mjx-merror')).map(e => e.getAttribute('data-mjx-error')"
+            " || e.textContent)")
+        assert not merrors, f"{page.name}: MathJax errors {merrors[:3]}"
     assert "cdn.jsdelivr" not in html and "mathjax@3" not in html, f"{page.name} loads MathJax from a CDN"
 
     broken = browser.execute_script(

@@ -30,6 +30,7 @@ from ris_lite.training.trainer import Trainer
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 FOLDER16 = FIXTURES / "folder16"
 A1 = FIXTURES / "cvppp_a1"
+A1_EDGE = FIXTURES / "cvppp_a1_edge"
 
 
 @pytest.fixture
@@ -62,17 +63,64 @@ def test_the_cvppp_fixture_is_stored_as_a1_stores_it():
     assert (A1 / f"{ds.names[0]}_fg.png").is_file()
 
 
-def test_working_size_and_zoom_crop_consistently():
+def _round_trip(ds, i):
+    """Item i's working-size labels brought back to the file's size, and the file's labels."""
+    return ds.to_original(ds.labels(i), i), ds.original_labels(i)
+
+
+def test_the_whole_frame_is_read_at_the_models_scale():
     ds = CVPPP(A1, size=(106, 100), zoom=1.8)
     image, masks = ds[0]
-    assert image.shape == (3, 106, 100) and masks.shape[1:] == (106, 100)
-    assert ds.crop_box((530, 500)) == (118, 111, 294, 278)
-    back = ds.to_original(ds.labels(0), 0)
-    assert back.shape == (530, 500)
-    assert (back[:118] == 0).all() and (back[:, :111] == 0).all()  # outside the crop: background
-    # the model-size labels, brought back, cover the original leaves well
-    gt = ds.original_labels(0)
-    assert evaluate_labels([consecutive_labels(back)], [consecutive_labels(gt)])["sbd"] > 0.85
+    # the shipped model saw 1/1.8 of A1's frame in 106 x 100: the whole 530 x 500 frame at that scale
+    assert image.shape == (3, 191, 180) and masks.shape[1:] == (191, 180) and ds.working_size(0) == (191, 180)
+    assert ds.frame_box(0) == (0, 0, 530, 500)
+    assert ds.scale(0) == pytest.approx((1.8 * 106 / 530, 1.8 * 100 / 500))
+    for i in range(len(ds)):
+        back, gt = _round_trip(ds, i)
+        assert back.shape == (530, 500)
+        assert evaluate_labels([consecutive_labels(back)], [consecutive_labels(gt)])["sbd"] > 0.9
+        assert set(back.unique().tolist()) == set(gt.unique().tolist())  # every leaf survives the round trip
+
+
+def test_no_leaf_is_lost_when_the_plant_reaches_the_frames_edge():
+    truth = json.loads((A1_EDGE / "truth.json").read_text())["plant099"]
+    assert truth["touches"] == {"top": True, "right": True} and truth["outside_central_crop"] > 0.3
+    for frame in ("whole", "plant"):
+        ds = CVPPP(A1_EDGE, size=(106, 100), zoom=1.8, frame=frame)
+        back, gt = _round_trip(ds, 0)
+        assert int((gt.unique() > 0).sum()) == truth["leaves"] == int((ds.labels(0).unique() > 0).sum())
+        kept = float(((back > 0) & (gt > 0)).sum() / (gt > 0).sum())
+        assert kept > 0.97, (frame, kept)  # the old central crop kept 1 - truth["outside_central_crop"]
+        for leaf in gt.unique()[1:]:  # each leaf comes back as itself, edge leaves included
+            a, b = back == leaf, gt == leaf
+            assert 2 * float((a & b).sum()) / float(a.sum() + b.sum()) > 0.8, (frame, int(leaf))
+
+
+def test_the_plant_frame_is_a_padded_box_that_holds_the_whole_plant():
+    for root in (A1, A1_EDGE):
+        ds = CVPPP(root, size=(106, 100), zoom=1.8, frame="plant")
+        for i in range(len(ds)):
+            top, left, h, w = ds.frame_box(i)
+            fg = ds.original_labels(i) > 0
+            inside = torch.zeros_like(fg)
+            inside[top:top + h, left:left + w] = True
+            assert not (fg & ~inside).any()  # no plant pixel outside the box
+            sy, sx = ds.scale(i)
+            assert ds.working_size(i) == (round(h * sy), round(w * sx)) == tuple(ds.image(i).shape[1:])
+            back, gt = _round_trip(ds, i)
+            assert evaluate_labels([consecutive_labels(back)], [consecutive_labels(gt)])["sbd"] > 0.9
+    centred = CVPPP(A1, size=(106, 100), zoom=1.8, frame="plant")
+    assert all(centred.frame_box(i)[2] * centred.frame_box(i)[3] < 530 * 500 for i in range(len(centred)))
+
+
+def test_frame_options_are_checked():
+    with pytest.raises(ValueError, match="frame must be one of whole, plant"):
+        CVPPP(A1, size=(106, 100), zoom=1.8, frame="centre")
+    with pytest.raises(ValueError, match="needs the model's input size"):
+        CVPPP(A1, zoom=1.8)
+    ds = CVPPP(A1, size=(106, 100), zoom=1.8)
+    with pytest.raises(ValueError, match=r"must be \(191, 180\)"):
+        ds.to_original(torch.zeros(106, 100, dtype=torch.int64), 0)
 
 
 def test_upsample_labels_keeps_ids_and_is_smooth():
@@ -307,3 +355,40 @@ def test_cli_fine_tunes_from_the_shipped_model_at_its_scale(tmp_path, capsys):
 def test_real_folder_has_no_test_split(capsys):
     assert main(["evaluate", "--data", f"folder:{FOLDER16}", "--split", "test"]) == 2
     assert "no test split" in capsys.readouterr().err
+
+
+# ----- whole frames and plant boxes through the CLI --------------------------------------------
+def test_cli_predicts_and_scores_the_edge_plant_whole_or_boxed(tmp_path, capsys):
+    scored = {}
+    for frame in ("whole", "plant"):
+        preds = tmp_path / frame
+        assert main(["predict", "--data", f"cvppp:{A1_EDGE}", "--frame", frame, "--out", str(preds)]) == 0
+        label = read_label_image(preds / "plant099_label.png")
+        assert label.shape == (530, 500) and label.max() > 0
+        capsys.readouterr()
+        assert main(["evaluate", "--data", f"cvppp:{A1_EDGE}", "--frame", frame, "--json"]) == 0
+        scored[frame] = json.loads(capsys.readouterr().out)
+        assert main(["score", "--data", f"cvppp:{A1_EDGE}", "--predictions", str(preds)]) == 0
+        from_files = json.loads(capsys.readouterr().out)
+        assert abs(from_files["sbd"] - scored[frame]["sbd"]) < 1e-9  # the written files score as evaluate did
+    # the shipped model finds the edge plant's leaves whole-frame or boxed (the old central crop kept 29 %)
+    assert min(r["fgbg_dice"] for r in scored.values()) > 0.8
+
+
+def test_cli_refuses_a_plant_box_for_training_and_styles_for_real_data(tmp_path, capsys):
+    assert main(["train", "--data", f"cvppp:{A1}", "--frame", "plant", "--init", "rosettes",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "--frame plant is for predict" in capsys.readouterr().err
+    assert main(["train", "--data", f"cvppp:{A1}", "--style", "random", "--out", str(tmp_path / "b")]) == 2
+    assert "--style draws the synthetic plants' look" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_evaluates_a_held_out_style(capsys):
+    looks = {}
+    for style in ("a1", "heldout"):
+        assert main(["evaluate", "--data", "synthetic", "--split", "test", "--limit", "2", "--style", style,
+                     "--json"]) == 0
+        looks[style] = json.loads(capsys.readouterr().out)
+    assert looks["a1"]["n_images"] == looks["heldout"]["n_images"] == 2
+    assert looks["a1"]["sbd"] != looks["heldout"]["sbd"]  # the same plants, another look

@@ -244,3 +244,30 @@ def test_cuda_forward_and_predict():
     model = RIS().cuda()
     masks, _ = model(torch.rand(1, 3, 106, 100, device="cuda"), 2)
     assert masks.is_cuda and model.predict(torch.rand(3, 106, 100))[0].device.type == "cpu"
+
+
+def test_a_larger_frame_at_the_same_scale_needs_no_inhibition_bias_correction():
+    """The rule the whole-frame reader relies on (book chapter 11): padding a plant to the
+    whole-frame size (3.24 times the pixels) moves the log-softmax + b of its first mask by
+    far less than ln 3.24, so b stays as trained instead of growing by the log of the area."""
+    import math
+
+    import torch.nn.functional as F
+
+    from ris_lite import load_pretrained, make_rosette
+
+    model = load_pretrained()
+    ratio = 191 * 180 / (106 * 100)
+    shifts = []
+    for seed in (200_000, 200_001, 200_002, 200_003):
+        image, _ = make_rosette(seed)
+        top, left = (191 - 106) // 2, (180 - 100) // 2
+        big = F.pad(image[None], (left, 180 - 100 - left, top, 191 - 106 - top), mode="replicate")
+        with torch.no_grad():
+            small_st = model(image[None], 1, return_stages=True)[2]["log_softmax_b"][0, 0]
+            big_st = model(big, 1, return_stages=True)[2]["log_softmax_b"][0, 0]
+        h, w = small_st.shape
+        ft, fl = (big_st.shape[0] - h) // 2, (big_st.shape[1] - w) // 2
+        mask = small_st > 0  # the cells the first mask takes
+        shifts.append(float((small_st[mask] - big_st[ft:ft + h, fl:fl + w][mask]).mean()))
+    assert all(abs(s) < 0.25 * math.log(ratio) for s in shifts), shifts

@@ -103,3 +103,21 @@ def test_the_people_model_is_shipped_with_its_scores(capsys):
     assert abs(result["ris"]["ap50"] - bench["ris"]["ap50"]) < 1e-3, (result["ris"], bench["ris"])
     assert result["ris"]["ap50"] > result["baseline"]["ap50"]
     assert main(["evaluate", "--data", "people", "--crf"]) == 2
+
+
+def test_the_styles_model_is_shipped_with_its_transfer_scores():
+    """``rosettes_styles`` (ours) trained on the random looks; the stored held-out-look scores of
+    both models agree with live ones on 8 plants (3 standard errors), and the held-out look
+    costs the shipped model SBD."""
+    styles = ris_lite.load_pretrained("rosettes_styles")
+    assert styles.data_options.get("style") == "random"
+    folder = pretrained_path("rosettes_styles").parent
+    transfer = json.loads((folder / "transfer_test.json").read_text())
+    for name in ("rosettes", "rosettes_styles"):
+        stored = transfer["styles"][name]["heldout"]
+        test = ris_lite.RosetteDataset("test", length=8, style="heldout")
+        preds, gts = ris_lite.predict_dataset(ris_lite.load_pretrained(name), test)
+        live = ris_lite.metrics.evaluate_labels(preds, gts)["sbd"]
+        assert abs(live - stored["sbd"]) < 3 * stored["sbd_std"] / 8 ** 0.5, (name, live, stored["sbd"])
+    shipped = transfer["styles"]["rosettes"]
+    assert shipped["heldout"]["sbd"] < shipped["a1"]["sbd"]

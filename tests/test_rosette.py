@@ -80,6 +80,7 @@ def test_dataset_items_and_fixed_splits():
     ({"size": (8, 8)}, "size"),
     ({"count_sampling": "poisson"}, "count_sampling"),
     ({"zoom": 0}, "zoom"),
+    ({"style": "a2"}, "style must be one of a1, random, heldout"),
 ])
 def test_bad_options_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -93,3 +94,39 @@ def test_bad_split_and_length():
         RosetteDataset("val", length=10_000)
     with pytest.raises(TypeError):
         make_rosette(0, colour="red")
+
+
+# ----- styles (the synthetic-to-new-data gap) -------------------------------------------------
+def test_a_style_changes_the_look_never_the_plant():
+    for seed in SPLITS["test"][0] + np.arange(6):
+        image, labels = make_rosette(int(seed))
+        for style in ("random", "heldout"):
+            styled, styled_labels = make_rosette(int(seed), style=style)
+            assert torch.equal(styled_labels, labels)  # the same leaves, pixel for pixel
+            again, _ = make_rosette(int(seed), style=style)
+            assert torch.equal(again, styled)  # deterministic
+    # held out: every plant differs from its benchmark look; random: about half keep it
+    kept = [torch.equal(make_rosette(s, style="random")[0], make_rosette(s)[0]) for s in range(200_000, 200_020)]
+    assert 5 <= sum(kept) <= 15
+    assert not any(torch.equal(make_rosette(s, style="heldout")[0], make_rosette(s)[0]) for s in range(200_000, 200_005))
+
+
+def test_the_held_out_look_is_one_fixed_scene_and_random_looks_vary():
+    from ris_lite.data.styles import HELDOUT_LOOK, style_look
+
+    assert style_look("a1", 3) is None and style_look("heldout", 3) is HELDOUT_LOOK
+    looks = [style_look("random", s) for s in range(200)]
+    drawn = [x for x in looks if x is not None]
+    assert 70 <= len(drawn) <= 130 and looks == [style_look("random", s) for s in range(200)]
+
+    def farthest_factor(x):  # in units of each factor's random range: no draw is near on every factor
+        scalar = [abs(x[k] - HELDOUT_LOOK[k]) / width for k, width in
+                  (("gain", 0.7), ("gamma", 0.6), ("blur", 1.8), ("falloff", 0.3), ("pot", 0.13), ("noise", 0.05))]
+        colours = np.abs(np.subtract(x["soil"], HELDOUT_LOOK["soil"])) / 0.3
+        return max(*scalar, *colours, *np.abs(np.log(np.divide(x["cast"], HELDOUT_LOOK["cast"]))) / 0.24)
+
+    assert min(farthest_factor(x) for x in drawn) > 0.3
+    # the scene is what changes: the held-out split's mean colour differs from the benchmark's
+    a1 = torch.stack([make_rosette(s)[0].mean((1, 2)) for s in range(200_000, 200_004)]).mean(0)
+    held = torch.stack([make_rosette(s, style="heldout")[0].mean((1, 2)) for s in range(200_000, 200_004)]).mean(0)
+    assert (held - a1).abs().max() > 0.03

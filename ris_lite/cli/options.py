@@ -39,12 +39,13 @@ def model_zoom(model) -> float:
     return float((getattr(model, "data_options", None) or {}).get("zoom", DEFAULT_ZOOM))
 
 
-def open_real(a, input_size, zoom: float, require_labels: bool = True):
-    """The whole real folder of ``--data``, read at ``input_size`` and ``zoom``."""
+def open_real(a, input_size, zoom: float, require_labels: bool = True, frame: Optional[str] = None):
+    """The whole real folder of ``--data``, read at the scale of a model of ``input_size``
+    trained at ``zoom``, its frames whole or (``--frame plant``) cropped around the plant."""
     patterns = {"image_pattern": a.image_pattern, "label_pattern": a.label_pattern} if a.data.startswith("folder:") else {}
     try:
         return open_folder(a.data, size=input_size and tuple(input_size), zoom=zoom, require_labels=require_labels,
-                           **patterns)
+                           frame=frame or getattr(a, "frame", "whole"), **patterns)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
 
@@ -57,6 +58,8 @@ def dataset_of(a, model, split: Optional[str], require_labels: bool = True):
                        "predict and score write and read leaf label files")
     if a.data == "synthetic":
         opts = dict(getattr(model, "data_options", {}) or {})
+        if getattr(a, "style", None) is not None:
+            opts["style"] = a.style
         try:
             return RosetteDataset(split or "test", length=a.limit, **opts)
         except ValueError as e:
@@ -156,8 +159,11 @@ def real_options(s):
     s.add_argument("--label-pattern", default="labels/{id}.*",
                    help="folder: data: label-image paths with the same {id}")
     s.add_argument("--zoom", type=float, default=None,
-                   help="real data: read the central 1/ZOOM of each frame (default: the model's "
-                        "training scale; new runs: the --init model's, else 1 = the whole frame)")
+                   help="real data: the scale to read at: the whole frame at ZOOM times the model's input "
+                        "size (default: the model's training zoom; new runs: the --init model's, else 1)")
+    s.add_argument("--frame", default="whole", choices=["whole", "plant"],
+                   help="real data: read the whole frame (default) or a padded box around the plant "
+                        "(found by colour; prediction and scoring only)")
     s.add_argument("--val-fraction", type=float, default=0.2,
                    help="real data: fraction of file ids in the validation split (by hash of the id)")
 
@@ -165,3 +171,6 @@ def splits(s):
     s.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
                    help="synthetic: a named split (default test); real data: all (default), or the "
                         "train / val side of the split by file id")
+    s.add_argument("--style", default=None, choices=["a1", "random", "heldout"],
+                   help="synthetic: the plants' look (default: the model's training data's); 'heldout' is "
+                        "the scene and camera no training run draws")

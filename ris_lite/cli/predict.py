@@ -54,7 +54,7 @@ def cmd_score(a) -> int:
     check_data(a.data)
     if a.data == "synthetic" or is_people(a.data):
         raise CLIError("score reads a real folder's labels: --data cvppp:PATH or folder:PATH")
-    ds = select_side(a, open_real(a, None, 1.0), a.split)  # only the label files are read, as they are
+    ds = select_side(a, open_real(a, None, 1.0, frame="whole"), a.split)  # only the label files are read, as they are
     try:
         result = score_predictions(a.predictions, ds, a.pattern)
     except (FileNotFoundError, ValueError) as e:

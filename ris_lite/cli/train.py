@@ -116,6 +116,9 @@ def _new_trainer(a, out: Path):
         # the scale: as asked, else the --init model's (what it learned), else the whole frame
         zoom = a.zoom if a.zoom is not None else (model_zoom(init) if init is not None else 1.0)
         data["zoom"] = zoom
+        if a.frame != "whole":  # the plant box's size differs per image; a batch needs one size
+            raise CLIError("--frame plant is for predict, evaluate and score: training reads whole frames "
+                           "(one size per folder, so images batch)")
         real = open_real(a, model.input_size, zoom)
         if a.data.startswith("folder:"):
             folder = {"image_pattern": a.image_pattern, "label_pattern": a.label_pattern}
@@ -130,6 +133,10 @@ def _new_trainer(a, out: Path):
     else:
         data = dict(getattr(init, "data_options", {}) or {})
         curriculum = [list(s) for s in A1_CURRICULUM]
+    if a.style != "a1":
+        if a.data != "synthetic":
+            raise CLIError("--style draws the synthetic plants' look: it needs --data synthetic")
+        data["style"] = a.style
     if a.curriculum:
         try:
             curriculum = [[int(v) for v in s.split(",")] for s in a.curriculum.split(";")]
@@ -254,6 +261,9 @@ def add_parser(sub) -> None:
                    help="canvas models: final chance of training on the model's own canvas")
     t.add_argument("--sampling-start", type=float, default=0.3,
                    help="canvas models: fraction of --max-steps where scheduled sampling starts")
+    t.add_argument("--style", default="a1", choices=["a1", "random"],
+                   help="synthetic plants' look: the benchmark's, or ours: half of them with a random scene and "
+                        "camera (the held-out style of `evaluate --style heldout` is never trained on)")
     t.add_argument("--channels", type=int, default=30, help="width d of the FCN and ConvLSTM (default 30)")
     t.add_argument("--snapshot-minutes", type=float, default=None,
                    help="also keep OUT/snapshots/min_MMMM.mm.pt every this many training minutes (for learning curves)")

@@ -32,12 +32,13 @@ class CVPPP(LabelledFolder):
 
     Args:
         root: the folder holding ``plantXXX_rgb.png`` / ``plantXXX_label.png``.
-        size: optional ``(H, W)`` to resize to (bilinear image, nearest labels), e.g. the
-            model's working size; ``None`` keeps the original 530 x 500.
+        size: the model's input ``(h, w)``; ``None`` keeps the original 530 x 500.
         require_labels: if False, plants without a label file are allowed (test set);
             their masks are empty.
-        zoom: 1 = the whole frame; 1.8 = the central part the synthetic benchmark shows.
+        zoom: the scale the model learned (the synthetic benchmark's 1.8: it saw 1/1.8 of
+            the frame in ``size``); the whole frame is read at ``(zoom h, zoom w)``.
         ids: only these plants (a split), e.g. ``["plant001", "plant007"]``.
+        frame: ``"whole"`` (default) or ``"plant"`` (a padded box around the plant, same scale).
     """
 
     kind = "CVPPP"
@@ -45,10 +46,10 @@ class CVPPP(LabelledFolder):
 
     def __init__(self, root: str | Path, size: Optional[Tuple[int, int]] = None,
                  require_labels: bool = True, transform=None, zoom: float = 1.0,
-                 ids: Optional[Sequence[str]] = None, cache: bool = True):
+                 ids: Optional[Sequence[str]] = None, cache: bool = True, frame: str = "whole"):
         super().__init__(root, "{id}_rgb.png", "{id}_label.png", size=size, zoom=zoom, ids=ids,
                          require_labels=require_labels, transform=transform, cache=cache,
-                         id_regex=r"plant\d+")
+                         id_regex=r"plant\d+", frame=frame)
 
 
 def write_label_png(labels, path: str | Path, size: Optional[Tuple[int, int]] = None) -> Path:

@@ -8,9 +8,13 @@ PNGs (CVPPP), 8- or 16-bit grey PNGs or TIFFs, or 32-bit integer TIFFs. File nam
 patterns with an ``{id}`` placeholder, e.g. ``images/{id}.*`` and ``labels/{id}.*``, where a
 ``.*`` suffix means "any image extension".
 
-Every item is brought to the model's input the same way (:meth:`LabelledFolder.crop_box`):
-the central ``1/zoom`` of the frame (``zoom=1``: the whole frame) is resized to ``size``,
-bilinearly for the image and by nearest neighbour for the labels. Predictions go back to the
+Every item is brought to the scale the model learned (:meth:`LabelledFolder.frame_box`,
+:meth:`LabelledFolder.working_size`): a model of input ``size = (h, w)`` trained on frames of
+which it saw the central ``1/zoom`` reads the **whole** frame resized to ``(zoom h, zoom w)``
+(an A1 frame, 530 x 500, for the shipped 106 x 100 model at zoom 1.8: 191 x 180), so plants
+appear as large as in training and nothing is cut off. ``frame="plant"`` reads instead a box
+around the plant (a colour foreground step, padded; never a fixed central crop) at the same
+scale. Images are resized bilinearly, labels by nearest neighbour. Predictions go back to the
 file's own resolution by the inverse map (:meth:`LabelledFolder.to_original`), where they are
 scored against the untouched label file: the official CVPPP protocol.
 """
@@ -28,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .foreground import plant_box
 from .rosette import LabelMapDataset
 
+#: how a frame is read: all of it, or a padded box around the plant (both at the model's scale)
+FRAMES = ("whole", "plant")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LABEL_EXTENSIONS = (".png", ".tif", ".tiff")
 
@@ -124,16 +131,20 @@ class LabelledFolder(LabelMapDataset):
     """A folder of images and instance-label images.
 
     Item ``i`` is ``(image (3, h, w) float32, masks (n, h, w) bool)`` at the working size
-    ``size = (h, w)`` (the original size when ``None``), from the central ``1/zoom`` of the frame;
-    ``labels(i)`` is its ``(h, w)`` label map with the file's raw ids (gaps kept).
+    the model's scale (:meth:`working_size`); ``labels(i)`` is its label map with the file's
+    raw ids (gaps kept).
 
     Args:
         root: the folder.
         image_pattern, label_pattern: paths relative to ``root`` with one ``{id}``; a ``.*``
             ending accepts any image extension (``.png .jpg .tif ...`` / ``.png .tif .tiff``).
-        size: the model's input ``(h, w)``, or ``None``.
-        zoom: 1 = the whole frame; ``z > 1`` = the central ``(H/z, W/z)`` crop (the scale a
-            model trained on ``make_rosette(zoom=z)`` expects).
+        size: the model's input ``(h, w)``, or ``None`` (the file's own size, no resizing).
+        zoom: the scale the model learned: it saw ``1/zoom`` of a frame's height and width in
+            its ``size`` input (``make_rosette(zoom=z)``), so the whole frame is read at
+            ``(zoom h, zoom w)``; 1 = the whole frame in ``size``.
+        frame: ``"whole"`` (default) or ``"plant"``: only a box around the plant
+            (:func:`ris_lite.data.foreground.plant_box`), at the same scale; its size differs
+            from file to file, so it is for prediction and scoring, not for training batches.
         ids: keep only these ids (a split), in this order.
         require_labels: if False, images without a label file are allowed (no masks).
         transform: ``(image, masks) -> (image, masks)`` after the cache (augmentation).
@@ -146,12 +157,18 @@ class LabelledFolder(LabelMapDataset):
 
     def __init__(self, root: str | Path, image_pattern: str = "images/{id}.*", label_pattern: str = "labels/{id}.*",
                  size: Optional[Tuple[int, int]] = None, zoom: float = 1.0, ids: Optional[Sequence[str]] = None,
-                 require_labels: bool = True, transform=None, cache: bool = True, id_regex: str = ".+?"):
+                 require_labels: bool = True, transform=None, cache: bool = True, id_regex: str = ".+?",
+                 frame: str = "whole"):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.kind}: no such folder: {self.root}")
         if zoom < 1:
-            raise ValueError(f"zoom must be >= 1 (1 = the whole frame), got {zoom}")
+            raise ValueError(f"zoom must be >= 1 (1 = the whole frame in the model's input), got {zoom}")
+        if size is None and zoom != 1:
+            raise ValueError(f"zoom={zoom} needs the model's input size (size=(h, w)) to set the scale")
+        if frame not in FRAMES:
+            raise ValueError(f"frame must be one of {', '.join(FRAMES)}, got {frame!r}")
+        self.frame = frame
         self.image_pattern, self.label_pattern = image_pattern, label_pattern
         folder, regex = _pattern_regex(image_pattern, id_regex)
         _pattern_regex(label_pattern, id_regex)  # validates it
@@ -182,6 +199,7 @@ class LabelledFolder(LabelMapDataset):
         self.zoom = float(zoom)
         self.transform = transform
         self._cache: Optional[dict] = {} if cache else None
+        self._boxes: Dict[str, Tuple[int, int, int, int]] = {}
 
     def _label_hint(self, i: str) -> str:
         return str(self.root / self.label_pattern.replace("{id}", i))
@@ -210,28 +228,51 @@ class LabelledFolder(LabelMapDataset):
         with Image.open(self.image_path(i)) as im:
             return im.size[1], im.size[0]
 
-    def crop_box(self, size: Tuple[int, int]) -> Tuple[int, int, int, int]:
-        """``(top, left, height, width)`` of the central ``1/zoom`` of a frame of ``size``."""
-        H, W = size
-        h, w = max(round(H / self.zoom), 1), max(round(W / self.zoom), 1)
-        return (H - h) // 2, (W - w) // 2, h, w
+    def scale(self, i: int) -> Tuple[float, float]:
+        """Working pixels per file pixel of item i, ``(rows, columns)``: ``zoom h / H`` and
+        ``zoom w / W`` (1 without a ``size``)."""
+        if self.size is None:
+            return 1.0, 1.0
+        H, W = self.original_size(i)
+        return self.zoom * self.size[0] / H, self.zoom * self.size[1] / W
+
+    def frame_box(self, i: int) -> Tuple[int, int, int, int]:
+        """``(top, left, height, width)``, in file pixels, of the part of item i that is read:
+        the whole frame, or with ``frame="plant"`` the padded box around the plant."""
+        if self.frame == "whole":
+            return (0, 0, *self.original_size(i))
+        key = self.names[i]
+        if key not in self._boxes:  # shared with every view(): one foreground step per file
+            self._boxes[key] = plant_box(read_image(self.image_path(i), self.kind))
+        return self._boxes[key]
+
+    def working_size(self, i: int) -> Tuple[int, int]:
+        """``(h, w)`` of item i as the model reads it: its frame box at the model's scale
+        (the whole frame: ``(round(zoom h), round(zoom w))``)."""
+        _, _, bh, bw = self.frame_box(i)
+        sy, sx = self.scale(i)
+        return max(round(bh * sy), 1), max(round(bw * sx), 1)
 
     def to_original(self, labels: torch.Tensor, i: int) -> torch.Tensor:
-        """A working-size ``(h, w)`` label map of item i -> the file's ``(H, W)``: smoothly
-        upsampled into the crop box (:func:`upsample_labels`), background outside it."""
+        """A working-size label map of item i -> the file's ``(H, W)``: smoothly upsampled into
+        the frame box (:func:`upsample_labels`), background outside it."""
         H, W = self.original_size(i)
-        top, left, h, w = self.crop_box((H, W))
+        top, left, h, w = self.frame_box(i)
+        if tuple(labels.shape) != self.working_size(i):
+            raise ValueError(f"{self.kind}: labels of item {i} must be {self.working_size(i)} (its working "
+                             f"size), got {tuple(labels.shape)}")
         out = torch.zeros(H, W, dtype=torch.int64)
         out[top:top + h, left:left + w] = upsample_labels(labels, (h, w))
         return out
 
-    def _to_working(self, a: np.ndarray, resample) -> np.ndarray:
-        """One ``(H, W)`` channel (float32 or int32) -> its crop box resized to ``size``."""
-        top, left, h, w = self.crop_box(a.shape)
+    def _to_working(self, a: np.ndarray, box: Tuple[int, int, int, int], size: Tuple[int, int],
+                    resample) -> np.ndarray:
+        """One ``(H, W)`` channel (float32 or int32) -> its frame ``box`` resized to ``size``."""
+        top, left, h, w = box
         a = a[top:top + h, left:left + w]
-        if self.size is None or a.shape == self.size:
+        if a.shape == tuple(size):
             return np.ascontiguousarray(a)
-        return np.asarray(Image.fromarray(a).resize(self.size[::-1], resample))
+        return np.asarray(Image.fromarray(a).resize(tuple(size)[::-1], resample))
 
     # ----- reading ------------------------------------------------------------------------
     def original_labels(self, i: int) -> torch.Tensor:
@@ -253,8 +294,12 @@ class LabelledFolder(LabelMapDataset):
         if self.label_path(i) is not None and image.shape[1:] != labels.shape:
             raise ValueError(f"{self.kind}: {self.image_path(i)} is {tuple(image.shape[1:])} but "
                              f"{self.label_path(i)} is {tuple(labels.shape)} (rows, columns)")
-        image = torch.from_numpy(np.stack([self._to_working(c, Image.BILINEAR) for c in image.numpy()]))
-        labels = torch.from_numpy(self._to_working(labels.numpy().astype(np.int32), Image.NEAREST).astype(np.int64))
+        if self.frame == "plant" and key not in self._boxes:
+            self._boxes[key] = plant_box(image)
+        box, size = self.frame_box(i), self.working_size(i)
+        image = torch.from_numpy(np.stack([self._to_working(c, box, size, Image.BILINEAR) for c in image.numpy()]))
+        labels = labels.numpy().astype(np.int32)
+        labels = torch.from_numpy(self._to_working(labels, box, size, Image.NEAREST).astype(np.int64))
         item = (image, labels)
         if self._cache is not None:
             self._cache[key] = item

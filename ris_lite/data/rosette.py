@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .styles import HELDOUT_LOOK, STYLES, camera, style_look  # noqa: F401  (re-exported)
+
 A1_SIZE = (530, 500)
 GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
 
@@ -69,6 +71,7 @@ class RosetteOptions:
     blur: bool = True
     noise: float = 0.02
     min_leaf_area: float = 40.0  # visible pixels at A1 scale; smaller leaves are dropped
+    style: str = "a1"  # the look: "a1" (the benchmark), "random" (ours: randomised), "heldout"
 
 
 def _sample_count(rng: np.random.Generator, lo: int, hi: int, how: str) -> int:
@@ -119,13 +122,16 @@ def make_rosette(seed: int, **options) -> Tuple[torch.Tensor, torch.Tensor]:
     Args:
         seed: any non-negative integer; the same seed gives the same plant on every machine.
         **options: fields of :class:`RosetteOptions` (``n_leaves=(lo, hi)``, ``size=(H, W)``,
-            ``count_sampling``, ``clutter``, ``blur``, ``noise``, ``min_leaf_area``).
+            ``count_sampling``, ``clutter``, ``blur``, ``noise``, ``min_leaf_area``, ``style``:
+            ``"a1"``, ``"random"`` or ``"heldout"``, see :func:`style_look`).
 
     Returns:
         image: ``(3, H, W)`` float32 in [0, 1].
         labels: ``(H, W)`` int64, 0 = background, leaves 1..n consecutive (oldest first).
     """
     opts = RosetteOptions(**options)
+    if opts.style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {opts.style!r}")
     image, labels = _render(int(seed), opts)
     return torch.from_numpy(image), torch.from_numpy(labels)
 
@@ -144,7 +150,8 @@ def _render(seed: int, o: RosetteOptions) -> Tuple[np.ndarray, np.ndarray]:
     n_target = _sample_count(rng, lo, hi, o.count_sampling)
 
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float64) + 0.5
-    image = _background(rng, H, W, scale, o.zoom, o.clutter)
+    look = style_look(o.style, seed)
+    image = _background(rng, H, W, scale, o.zoom, o.clutter, look)
 
     # The plant. Radius in A1 pixels: log-normal around the A1 median, more leaves -> bigger.
     radius = np.exp(rng.normal(np.log(125.0), 0.18)) * (0.85 + 0.3 * (n_target - lo + 0.5) / (hi - lo + 1))
@@ -189,31 +196,40 @@ def _render(seed: int, o: RosetteOptions) -> Tuple[np.ndarray, np.ndarray]:
     # Thin dark gaps where a younger leaf lies over an older one: the cue real photos have.
     edges = _occlusion_edges(labels)
     image[:, edges] *= 0.72
+    if look is not None:
+        image = camera(image, look, yy / H - 0.5, xx / W - 0.5)
     if o.blur:
-        sigma = rng.uniform(0.3, 1.0) * max(scale * 2.5, 0.5)
+        sigma = rng.uniform(0.3, 1.0) * max(scale * 2.5, 0.5) * (1.0 if look is None else look["blur"])
         image = ndimage.gaussian_filter(image, (0, sigma, sigma))
-    image = image + o.noise * rng.standard_normal(image.shape)
+    noise = o.noise if look is None else look["noise"]
+    image = image + noise * rng.standard_normal(image.shape)
     return np.clip(image, 0, 1).astype(np.float32), labels
 
 
-def _background(rng, H, W, scale, zoom, clutter: bool) -> np.ndarray:
-    """Reddish tray, a dark pot of soil in the middle, green moss blobs on the soil."""
+def _background(rng, H, W, scale, zoom, clutter: bool, look: dict | None = None) -> np.ndarray:
+    """Reddish tray, a dark pot of soil in the middle, green moss blobs on the soil; a style's
+    ``look`` replaces the colours, the soil texture, the pot size and the moss (the random draws
+    stay the same, so the plant drawn after them does too)."""
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float64) + 0.5
-    tray = np.array([0.45, 0.22, 0.18]) * np.exp(rng.normal(0, 0.1, 3))
-    soil = np.array([0.16, 0.12, 0.09]) * np.exp(rng.normal(0, 0.15, 3))
+    tray = np.array([0.45, 0.22, 0.18] if look is None else look["tray"]) * np.exp(rng.normal(0, 0.1, 3))
+    soil = np.array([0.16, 0.12, 0.09] if look is None else look["soil"]) * np.exp(rng.normal(0, 0.15, 3))
     img = np.empty((3, H, W))
     img[:] = tray[:, None, None]
-    half = (0.36 + rng.uniform(-0.03, 0.03)) * zoom * np.array([H, W])
+    half = ((0.36 if look is None else look["pot"]) + rng.uniform(-0.03, 0.03)) * zoom * np.array([H, W])
     cy, cx = H / 2 + rng.normal(0, 10.0) * scale, W / 2 + rng.normal(0, 10.0) * scale
     pot = (np.abs(yy - cy) < half[0]) & (np.abs(xx - cx) < half[1])
     img[:, pot] = soil[:, None]
     if clutter:
         rim = (np.abs(yy - cy) < half[0] + 6 * scale) & (np.abs(xx - cx) < half[1] + 6 * scale) & ~pot
         img[:, rim] = (np.array([0.08, 0.08, 0.09]) * np.exp(rng.normal(0, 0.1)))[:, None]
-        img += _smooth_noise(rng, (3, H, W), (0, 2 * scale + 0.5, 2 * scale + 0.5), 0.025)
+        texture = 0.025 if look is None else look["texture"]
+        img += _smooth_noise(rng, (3, H, W), (0, 2 * scale + 0.5, 2 * scale + 0.5), texture)
         # Moss: yellow-green specks and patches on the soil (what fools colour thresholds).
-        moss = _smooth_noise(rng, (H, W), 6 * scale + 0.5, 1.0) > rng.uniform(1.3, 2.2)
-        moss &= pot
+        field = _smooth_noise(rng, (H, W), 6 * scale + 0.5, 1.0)
+        level = rng.uniform(1.3, 2.2)  # drawn in every style, so that the plant after it is the same
+        if look is not None:
+            level = np.inf if look["moss"] is None else look["moss"]  # higher: less moss
+        moss = (field > level) & pot
         moss_rgb = np.array([0.42, 0.5, 0.12]) * np.exp(rng.normal(0, 0.15, 3))
         img[:, moss] = 0.5 * img[:, moss] + 0.5 * moss_rgb[:, None]
     return img

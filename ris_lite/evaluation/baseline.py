@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
+from ..data.foreground import green_foreground
 from .evaluate import scoring_pair
 from .metrics import evaluate_labels
 
@@ -31,18 +31,9 @@ class WatershedParams:
 
 
 def foreground(image: torch.Tensor, green_margin: float = 0.0) -> np.ndarray:
-    """Plant mask from excess green ``2G - R - B`` with an Otsu threshold. ``image (3,H,W)``."""
-    im = image.detach().cpu().numpy() if torch.is_tensor(image) else np.asarray(image)
-    if im.ndim != 3 or im.shape[0] != 3:
-        raise ValueError(f"image must be (3, H, W), got {im.shape}")
-    exg = 2 * im[1] - im[0] - im[2]
-    fg = exg > threshold_otsu(exg) + green_margin
-    fg = ndimage.binary_opening(fg, iterations=1)
-    lab, n = ndimage.label(fg)
-    if n == 0:
-        return fg
-    sizes = ndimage.sum(fg, lab, range(1, n + 1))
-    return lab == (np.argmax(sizes) + 1)  # the plant is the largest green blob; moss is not
+    """Plant mask from excess green ``2G - R - B`` with an Otsu threshold. ``image (3,H,W)``
+    (:func:`ris_lite.data.foreground.green_foreground`, which the real-frame reader shares)."""
+    return green_foreground(image, green_margin)
 
 
 def watershed_leaves(image: torch.Tensor, params: WatershedParams = WatershedParams()) -> torch.Tensor:

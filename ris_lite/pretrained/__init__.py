@@ -3,6 +3,7 @@ scores in ``ris_lite/pretrained/README.md``).
 
 * ``"rosettes"``: the paper-faithful RIS (book chapters ``07_training``, ``08_evaluation``);
 * ``"rosettes_canvas"``: ours, RIS with a canvas input and teacher forcing (``09_beyond``).
+* ``"rosettes_styles"``: ours, ``rosettes`` fine-tuned on randomised looks (``11_your_data``).
 * ``"people"``: the people configuration (FCN-8s at 1/8 width, 1 x 1 gates) trained on the
   people stand-in (``13_people``).
 
@@ -21,7 +22,8 @@ from ..model.checkpoint import model_from_checkpoint
 from ..model.crf import CRFConfig
 from ..model.ris import RIS
 
-PRETRAINED = {"rosettes": "rosettes.pt", "rosettes_canvas": "rosettes_canvas.pt", "people": "people.pt"}
+PRETRAINED = {"rosettes": "rosettes.pt", "rosettes_canvas": "rosettes_canvas.pt", "rosettes_styles": "rosettes_styles.pt",
+              "people": "people.pt"}
 
 
 def pretrained_path(name: str = "rosettes") -> Path:

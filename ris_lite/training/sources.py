@@ -129,7 +129,8 @@ class VOCSource(_SplitSource):
 
 
 def open_real_data(config: TrainConfig, input_size) -> LabelledFolder:
-    """The real data set of a training config, at the model's input size and the config's zoom."""
+    """The real data set of a training config: whole frames at the scale of a model of ``input_size``
+    trained at the config's zoom (``LabelledFolder``: one working size per folder, so they batch)."""
     return open_folder(config.source, size=tuple(input_size), zoom=config.data.get("zoom", 1.0), **config.folder)
 
 
