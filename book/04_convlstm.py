@@ -139,8 +139,10 @@ assert torch.allclose(literal.w_xi.weight.grad, gw[:ch, :cin], rtol=1e-4, atol=1
 # `load_from_fused` to copy weights across; the unit tests prove the equality for it too.
 #
 # **Is it faster?** A quick timing on the machine that runs this page (the benchmark in
-# `benchmarks/` measures whole training steps). On a 2-core CPU the two forms took the same
-# time, 7.9 ms each: there the arithmetic dominates and both do the same amount. On a GPU the
+# `benchmarks/` measures whole training steps; the numbers printed below are this machine's,
+# not a stored result). On a 2-core CPU the two forms take about the same time, within the
+# noise of a short timing (0.9x to 1.2x across our runs): there the arithmetic dominates and
+# both do the same amount. On a GPU the
 # one large convolution wins, because eight small kernel launches leave it idle. The speed-up
 # that matters on a CPU is the next one: computing the input half of the gates once.
 
