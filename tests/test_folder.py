@@ -382,6 +382,8 @@ def test_cli_refuses_a_plant_box_for_training_and_styles_for_real_data(tmp_path,
     assert main(["train", "--data", f"cvppp:{A1}", "--style", "random", "--out", str(tmp_path / "b")]) == 2
     assert "--style draws the synthetic plants' look" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main(["evaluate", "--data", f"cvppp:{A1}", "--style", "heldout"]) == 2
+    assert "it needs --data synthetic" in capsys.readouterr().err
 
 
 def test_cli_evaluates_a_held_out_style(capsys):

@@ -65,6 +65,8 @@ def dataset_of(a, model, split: Optional[str], require_labels: bool = True):
         except ValueError as e:
             raise CLIError(str(e)) from None
     check_data(a.data)
+    if getattr(a, "style", None) is not None:
+        raise CLIError(f"--style draws the synthetic plants' look: it needs --data synthetic, not {a.data}")
     zoom = a.zoom if a.zoom is not None else model_zoom(model)
     return select_side(a, open_real(a, model.config.input_size, zoom, require_labels), split)
 
