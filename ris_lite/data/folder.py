@@ -236,14 +236,15 @@ class LabelledFolder(LabelMapDataset):
         H, W = self.original_size(i)
         return self.zoom * self.size[0] / H, self.zoom * self.size[1] / W
 
-    def frame_box(self, i: int) -> Tuple[int, int, int, int]:
+    def frame_box(self, i: int, image: Optional[torch.Tensor] = None) -> Tuple[int, int, int, int]:
         """``(top, left, height, width)``, in file pixels, of the part of item i that is read:
-        the whole frame, or with ``frame="plant"`` the padded box around the plant."""
+        the whole frame, or with ``frame="plant"`` the padded box around the plant (from
+        ``image``, item i's decoded file, when the caller has it)."""
         if self.frame == "whole":
             return (0, 0, *self.original_size(i))
         key = self.names[i]
         if key not in self._boxes:  # shared with every view(): one foreground step per file
-            self._boxes[key] = plant_box(read_image(self.image_path(i), self.kind))
+            self._boxes[key] = plant_box(image if image is not None else read_image(self.image_path(i), self.kind))
         return self._boxes[key]
 
     def working_size(self, i: int) -> Tuple[int, int]:
@@ -294,9 +295,7 @@ class LabelledFolder(LabelMapDataset):
         if self.label_path(i) is not None and image.shape[1:] != labels.shape:
             raise ValueError(f"{self.kind}: {self.image_path(i)} is {tuple(image.shape[1:])} but "
                              f"{self.label_path(i)} is {tuple(labels.shape)} (rows, columns)")
-        if self.frame == "plant" and key not in self._boxes:
-            self._boxes[key] = plant_box(image)
-        box, size = self.frame_box(i), self.working_size(i)
+        box, size = self.frame_box(i, image), self.working_size(i)
         image = torch.from_numpy(np.stack([self._to_working(c, box, size, Image.BILINEAR) for c in image.numpy()]))
         labels = labels.numpy().astype(np.int32)
         labels = torch.from_numpy(self._to_working(labels, box, size, Image.NEAREST).astype(np.int64))
