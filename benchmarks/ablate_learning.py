@@ -1,4 +1,4 @@
-"""What makes RIS learn? Every lever alone and combined, at equal CPU-minutes (book chapter 9).
+"""What makes RIS learn? Every lever alone and combined, at equal CPU-minutes (book chapter 12).
 
 Arms (all with the shipped recipe's dilated FCN, batch 4 -- 8 for canvas arms, whose samples
 are one step each --, `precision="auto"` (bf16 where the CPU has it natively), seed 0):
@@ -25,7 +25,7 @@ there is one (a curriculum run speeds up and slows down with its sequence length
     python benchmarks/ablate_learning.py [--minutes 12] [--out runs/ablate_learning] [--arms a,b]
 
 Prints the table and writes it to ``OUT/table.csv`` (every arm with a result in OUT, so arms
-run in separate invocations add up); the book's chapter 9 reads the copy shipped as
+run in separate invocations add up); the book's chapter 12 reads the copy shipped as
 ``ris_lite/pretrained/ablation_learning.csv``.
 """
 

@@ -1,4 +1,4 @@
-"""RIS vs RIS+CRF on the 100 test plants, and what the CRF costs (book chapter ``10_crf``).
+"""RIS vs RIS+CRF on the 100 test plants, and what the CRF costs (book chapter ``09_crf``).
 
 For each shipped model: SBD, |DiC|, DiC, FgBgDice of RIS and of RIS+CRF (the parameters tuned on
 the validation split, ``NAME_crf.json``, or the paper-faithful model's where a model has none),

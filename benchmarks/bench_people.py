@@ -1,4 +1,4 @@
-"""The people experiment's targets on the stand-in test split (chapter 13).
+"""The people experiment's targets on the stand-in test split (chapter 11).
 
 Measured in one run, on the same 200 test scenes:
 

@@ -1,6 +1,6 @@
 """New data without new data: the whole-frame reader's scale rule and the held-out style gap.
 
-Chapter ``book/11_your_data`` shows this benchmark's JSON. Two questions, one run, 1 thread:
+Chapter ``book/10_your_data`` shows this benchmark's JSON. Two questions, one run, 1 thread:
 
 1. **Does a larger input need another inhibition bias?** The spatial inhibition (eq. 5.1) takes
    a log-softmax over *all* pixels, so a whole A1 frame read at the model's scale (191 x 180

@@ -7,7 +7,7 @@
 Prints segment kinds (whole / fragment / merge / spill / background), the share of steps that
 repeat a leaf, untargeted leaves, the first step's Dice and leaves touched, per-leaf Dice by
 area and the same-leaf probe AUC of raw pixels, ConvLSTM input features and first state
-(``ris_lite.evaluation.diagnose``, book chapter 9), with SBD and |DiC| beside them.
+(``ris_lite.evaluation.diagnose``, book chapter 12), with SBD and |DiC| beside them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tune the dense CRF of RIS+CRF on the VALIDATION split only (book chapter ``10_crf``).
+"""Tune the dense CRF of RIS+CRF on the VALIDATION split only (book chapter ``09_crf``).
 
 RIS's soft masks are computed once, and each plant's kernels are kept while only weights,
 unaries or iterations change (about 7 GB for 32 plants); then a coordinate search walks over the CRF parameters

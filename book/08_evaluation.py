@@ -30,6 +30,9 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO}@main"], check=True)
 
 # %%
+import json
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -42,23 +45,25 @@ torch.manual_seed(0)
 device = ris_lite.pick_device()
 
 # %% [markdown]
-# ## 1. The measures
+# (evaluation-measures)=
+# ## The measures
 #
-# For label maps $A$ (prediction) and $B$ (truth), with leaves $A_i$ and $B_j$,
+# For label maps $P$ (prediction) and $G$ (ground truth), with leaves $P_i$ and $G_j$ (the
+# letters the {doc}`notation table <changes>` fixes for the whole book),
 #
 # $$
-# \mathrm{BD}(A, B) = \frac{1}{M} \sum_{i=1}^{M} \max_{j} \frac{2 |A_i \cap B_j|}{|A_i| + |B_j|},
-# \qquad \mathrm{SBD}(A, B) = \min\{\mathrm{BD}(A, B), \mathrm{BD}(B, A)\}. \tag{E1}
-# $$
+# \mathrm{BD}(P, G) &= \frac{1}{M} \sum_{i=1}^{M} \max_{j} \frac{2 |P_i \cap G_j|}{|P_i| + |G_j|}, \\
+# \mathrm{SBD}(P, G) &= \min\{\mathrm{BD}(P, G), \mathrm{BD}(G, P)\}.
+# $$ (sbd)
 #
 # The official code takes details from the label values: the **lowest** value is background,
 # $M = \max - \min$, and the sum runs over every id from $\min + 1$ to $\max$, so an id that
 # is never used counts as a leaf with Dice 0. Counting is the same convention:
-# $\#A = \max(A) - \min(A)$ and
+# $\#P = \max(P) - \min(P)$ and
 #
 # $$
-# \mathrm{DiC} = \#A - \#B, \qquad |\mathrm{DiC}|. \tag{E2}
-# $$
+# \mathrm{DiC} = \#P - \#G, \qquad |\mathrm{DiC}|.
+# $$ (dic)
 #
 # FgBgDice is the Dice of the two foregrounds. Our own SBD in a few lines, then the check:
 
@@ -93,7 +98,8 @@ for name, pred in [("identical", truth), ("merged + missed", noisy)]:
 # its count stays unchanged (DiC 0) while its best-Dice average includes two zeros. This is
 # why predictions must be written with consecutive ids (`write_label_png` does it).
 #
-# ## 2. A classical baseline
+# (evaluation-classical-baseline)=
+# ## A classical baseline
 #
 # The CVPPP entries in Table 2 are hand-made pipelines. Ours follows the Nottingham and
 # Wageningen recipes: plant pixels by excess green $2G - R - B$ with an Otsu threshold (the
@@ -121,7 +127,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 3. Table 2 on our benchmark
+# (evaluation-table-2-benchmark)=
+# ## Table 2 on our benchmark
 #
 # All methods on the same 100 test plants (seeds 200000–200099, never used for training or
 # tuning). RIS is the shipped paper-faithful checkpoint, stopping at the first score below ½
@@ -157,6 +164,12 @@ for name, dic, adic, sbd in [("IPK", "-1.9 (2.5)", "2.6 (1.8)", "74.4 (4.3)"),
                              ("RIS + CRF", "0.2 (1.4)", "1.1 (0.9)", "66.6 (8.7)")]:
     print(f"  {name:26s} {dic:>11s}  {adic:>10s}  {sbd:>11s}")
 
+# what the paragraph below says, and the file the last chapter reads:
+assert ris_scores["sbd"] > ws_scores["sbd"] and ws_scores["dic"] < -3 and ris_scores["abs_dic"] < 2
+assert ws_scores["fgbg_dice"] > max(ris_scores["fgbg_dice"], canvas_scores["fgbg_dice"])
+stored_ws = json.loads((Path(ris_lite.__file__).parent / "pretrained" / "watershed_test.json").read_text())
+assert abs(stored_ws["watershed"]["sbd"] - ws_scores["sbd"]) < 1e-6
+
 # %% [markdown]
 # **Reading the table.** On this benchmark the shipped RIS is ahead of the tuned watershed
 # in SBD, and the two fail in opposite ways: the watershed badly under-counts (DiC about −5:
@@ -165,17 +178,18 @@ for name, dic, adic, sbd in [("IPK", "-1.9 (2.5)", "2.6 (1.8)", "74.4 (4.3)"),
 # often paints parts of two neighbouring leaves in one step. The first model shipped
 # here, trained with the plateau rule as the paper states it, only matched the watershed's
 # SBD (56.4 %); the model above holds each learning rate of its last stage for 1,000 steps
-# (chapter {doc}`Beyond the paper <09_beyond>`). It had 83 minutes on one CPU thread; the
+# (chapter {doc}`Beyond the paper <12_beyond>`). It had 83 minutes on one CPU thread; the
 # paper's had far longer on a GPU. It is a faithful pipeline (plus a dilated FCN, see the FCN
 # chapter) that is still under-trained; the training chapter says what we measured about why.
 #
 # The canvas model (ours) is *below* the paper-faithful one, on counting above all (|DiC|
 # 4.0): it learned with a perfect canvas (teacher forcing), and on its own canvas it
 # paints the leftovers of half-covered leaves as new leaves. The figure below shows it, and
-# the chapter {doc}`Beyond the paper <09_beyond>` measures why the lever that looked best over
+# the chapter {doc}`Beyond the paper <12_beyond>` measures why the lever that looked best over
 # ten CPU-minutes did not hold over the whole run.
 #
-# ## 4. Looking at the predictions
+# (evaluation-looking-predictions)=
+# ## Looking at the predictions
 #
 # Image, truth and prediction for the first test plants:
 
@@ -215,7 +229,7 @@ assert corr < 0.5  # what the paragraph below says
 # many. The first shipped model counted more responsively (a correlation of about 0.5 on the
 # first 40 test plants) but segmented worse; a stop score that looks at what is left to
 # segment, not at how many steps have passed, is one of the open levers of chapter
-# {doc}`Beyond the paper <09_beyond>`.
+# {doc}`Beyond the paper <12_beyond>`.
 #
 # ### The failure kinds of Figs. 11–13, found automatically
 #
@@ -277,7 +291,8 @@ for name, sel in [("smallest third", leaf_area < small), ("middle third", (leaf_
 # better counting.
 
 # %% [markdown]
-# ## 5. What the memory holds (Figs. 4 and 7)
+# (evaluation-memory-holds-figs)=
+# ## What the memory holds (Figs. 4 and 7)
 #
 # Step by step for one test plant: the state summary $\kappa(\boldsymbol{h}_t)$, the 1×1 convolution,
 # the log-softmax plus $b$ (negative parts clipped), the mask and the score. Compare
@@ -314,17 +329,18 @@ def show_step(t=1):
     plt.show()
 
 
-widgets.interact(show_step, t=widgets.IntSlider(value=1, min=1, max=m.shape[1]))
+_ = widgets.interact(show_step, t=widgets.IntSlider(value=1, min=1, max=m.shape[1]))
 
 # %% [markdown]
-# ## 6. Region AP, for the people experiment
+# (evaluation-region-ap-people)=
+# ## Region AP, for the people experiment
 #
 # The Pascal VOC person experiment (Table 1) is scored by region average precision: the
 # predicted masks of the whole data set, ranked by their score, each counted as a hit if the
 # true instance it overlaps most is still unmatched and their IoU reaches a threshold.
 # `metrics.average_precision_r` implements it (all-point interpolation);
-# `average_precision_r_mean` averages the thresholds 0.1, …, 0.9 (the paper's "AP^r Ave";
-# region AP comes from {cite:t}`hariharan2014sds`). Chapter {doc}`Multiple people <13_people>`
+# `average_precision_r_mean` averages the thresholds 0.1, …, 0.9 (the paper's "$\mathrm{AP}^r$ Ave";
+# region AP comes from {cite:t}`hariharan2014sds`). Chapter {doc}`Multiple people <11_people>`
 # builds it by hand and compares it with COCO's rule. On our leaves, with $s_t$ as the score:
 
 # %%
@@ -339,12 +355,13 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
       f"AP^r Ave = {metrics.average_precision_r_mean(detections):.3f} (20 test plants)")
 
 # %% [markdown]
-# ## 7. On the real CVPPP A1 folder
+# (evaluation-real-cvppp-a1)=
+# ## On the real CVPPP A1 folder
 #
 # Once the A1 folder is in place (data chapter), the same evaluation is one command. Each
 # photograph is read at the scale the model learned and the prediction is scored against the
 # label file at its own 530 × 500 resolution, as the challenge scores (chapter
-# [Your own data](11_your_data) explains both steps):
+# [Your own data](10_your_data) explains both steps):
 #
 # ```bash
 # ris-lite evaluate --data cvppp:data/CVPPP/A1                 # table
@@ -363,7 +380,7 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 # * A classical watershed baseline, tuned on validation only, puts RIS's numbers in context.
 # * Looking at the predictions shows where SBD is lost: leaves covered only in part and leaves
 #   split between two steps, small leaves worst.
-# * Region AP (AP^r) measures instance masks with scores, as in the people experiment.
+# * Region AP ($\mathrm{AP}^r$) measures instance masks with scores, as in the people experiment.
 #
 # ## Quick questions
 #
@@ -385,13 +402,13 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 # 2. Tune the watershed baseline on the *test* split instead of validation and report how much
 #    the table changes: that is the size of the mistake it would be.
 # 3. Fine-tune the shipped model on real A1 images (`ris-lite train --data cvppp:… --init
-#    rosettes`, chapter [Your own data](11_your_data)) and fill in the RIS row of Table 2 for
+#    rosettes`, chapter [Your own data](10_your_data)) and fill in the RIS row of Table 2 for
 #    real data.
 # 4. Lower the stop threshold from 0.5 to 0.3 and 0.1: how do DiC and SBD move?
 #
 # :::{dropdown} Hints
 # 1. `metrics.failure_kinds` sorts the misses. 2. Call `tune_baseline` on the test split and
-#    re-score. 3. Chapter {doc}`Your own data <11_your_data>` has the commands. 4. `RIS.predict(..., score_threshold=0.3)`.
+#    re-score. 3. Chapter {doc}`Your own data <10_your_data>` has the commands. 4. `RIS.predict(..., score_threshold=0.3)`.
 # :::
 #
 # ## What this chapter built in `ris_lite`

@@ -2,10 +2,10 @@
 
 The folders follow the book's parts (``ris_lite/README.md`` has the map and the import rules):
 
-* ``ris_lite.data``: the data, synthetic and real (chapters 2, 11, 13);
-* ``ris_lite.model``: FCN, ConvLSTM, spatial inhibition, RIS, RIS+CRF (chapters 3-5, 10, 12, 13);
-* ``ris_lite.training``: the loss, the curriculum, the loop (chapters 6, 7, 9);
-* ``ris_lite.evaluation``: the CVPPP metrics, region AP, the baseline, the diagnosis (chapters 8, 9, 11, 13);
+* ``ris_lite.data``: the data, synthetic and real (chapters 1, 10, 11);
+* ``ris_lite.model``: FCN, ConvLSTM, spatial inhibition, RIS, RIS+CRF (chapters 2-4, 7, 9, 11);
+* ``ris_lite.training``: the loss, the curriculum, the loop (chapters 5, 6, 12);
+* ``ris_lite.evaluation``: the CVPPP metrics, region AP, the baseline, the diagnosis (chapters 8, 10, 11, 12);
 * ``ris_lite.pretrained``: the shipped checkpoints; ``ris_lite.cli``: ``ris-lite``;
 * ``ris_lite.precision`` and ``ris_lite.device``: where and in which precision code runs.
 

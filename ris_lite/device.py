@@ -1,6 +1,6 @@
 """Where computation runs: CUDA when present, else the CPU.
 
-Explained in the book chapter ``book/07_training``.
+Explained in the book chapter ``book/06_training``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Numeric precision: one setting, ``auto | fp32 | bf16 | fp16``, for training and inference.
 
-Explained in the book chapter ``book/07_training`` (section "How fast, and why").
+Explained in the book chapter ``book/06_training`` (section "How fast, and why").
 
 Mixed precision only pays where the hardware computes in it. On a CPU, bf16 autocast is fast
 where the processor has bf16 instructions (AVX512-BF16 or AMX) and several times *slower*

@@ -1,7 +1,9 @@
-"""Figures: label maps in colour, overlays, galleries, the step-by-step strip (Figs. 4, 7).
+"""Figures: label maps in colour, overlays, galleries, the step-by-step strip (Figs. 4, 7);
+and ``magnitude``, how the book prints a small difference so that it reads the same on every
+machine.
 
-Used by every chapter of the book; introduced in ``book/02_data`` (label maps in colour) and
-``book/05_inhibition`` (the step-by-step strip).
+Used by every chapter of the book; introduced in ``book/01_data`` (label maps in colour) and
+``book/04_inhibition`` (the step-by-step strip).
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+#: hues (as fractions of the colour circle) that an overlay never uses: yellow-green to
+#: green-cyan, the colours of the leaves themselves, so a painted leaf never looks unpainted
+GREEN_HUES = (0.17, 0.47)
+
 
 def palette(n: int, seed: int = 3) -> list:
-    """``n`` distinct bright colours (RGB tuples), the same for the same n."""
+    """``n`` distinct bright colours (RGB tuples), the same for the same n, none of them green."""
     rng = np.random.default_rng(seed)
-    hues = (np.arange(n) * 0.61803398875 + rng.uniform()) % 1.0
+    lo, hi = GREEN_HUES
+    spread = (np.arange(n) * 0.61803398875 + rng.uniform()) % 1.0
+    hues = (hi + spread * (1.0 - (hi - lo))) % 1.0  # the circle without the green arc
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.75, 0.95)) for h in hues]
 
 
@@ -97,3 +105,16 @@ def sequence_strip(stages: dict, masks: torch.Tensor, scores: torch.Tensor, imag
                 ax.set_title(f"t={t + 1}  s={float(scores[image_index, t]):.2f}", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def magnitude(x) -> str:
+    """A non-negative difference as the power of ten just above it: ``"< 1e-06"``, or ``"0"``.
+
+    What a check should print instead of a bare ``True``: the size of what it measured, in a
+    form that reads nearly the same on every machine (the exact float tail differs between
+    CPUs and GPUs; the power of ten moves by one at most, which ``book/sanitize.cfg`` allows).
+    """
+    value = float(torch.as_tensor(x).detach().abs().max()) if not isinstance(x, (int, float)) else abs(float(x))
+    if value == 0.0:
+        return "0"
+    return f"< 1e{int(np.floor(np.log10(value))) + 1:+03d}"

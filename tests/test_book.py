@@ -93,3 +93,40 @@ def test_every_module_names_its_chapter():
         named = set(re.findall(r"book/(\w+)", doc)) | set(re.findall(r"``(\d\d_\w+)``", doc))
         assert named, f"{mod.relative_to(ROOT)}: the docstring does not name a chapter"
         assert named <= chapters, f"{mod.relative_to(ROOT)} names chapters that do not exist: {named - chapters}"
+
+
+def test_chapter_files_are_numbered_in_reading_order():
+    """Two-digit prefixes 01, 02, ... follow `_toc.yml`, so a Colab user opens them in order."""
+    chapters = [f for f in _toc_files(TOC) if Path(f).name[:2].isdigit()]
+    assert [Path(f).name[:2] for f in chapters] == [f"{k:02d}" for k in range(1, len(chapters) + 1)]
+
+
+def _prose(path: Path) -> str:
+    """The Markdown a reader sees: whole .md files, markdown cells of .py pairs."""
+    if path.suffix == ".md":
+        return path.read_text()
+    return "\n".join("".join(c["source"]) for c in jupytext.read(path).cells if c["cell_type"] == "markdown")
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "book").glob("*.py")) + sorted((ROOT / "book").glob("*.md")),
+                         ids=lambda p: p.name)
+def test_prose_cross_references_by_role_not_by_typed_number(page):
+    """Chapter, section and equation numbers come from Sphinx; only the paper's own are typed."""
+    text = _prose(page)
+    assert "\\tag{" not in text, "\\tag inside $$ breaks MathJax in Sphinx's split environment: use $$ ... $$ (label)"
+    typed = re.findall(r"(?i)\b(?:chapters?|sections?|ch\.)\s+\d+", text)
+    assert not typed, f"typed chapter/section numbers: {typed[:3]}"
+    bare = re.findall(r"(?i)\b(?:solves?|see|in|by|from|of|and|to) \(\d+(?:\.\d+)?\)", text)
+    assert not bare, f"typed equation numbers in brackets: {bare[:3]}"
+    for m in re.finditer(r"\beqs?\.\s+\(?\d", text):
+        assert "paper's" in text[max(0, m.start() - 12):m.start()], f"typed equation number: {text[m.start() - 30:m.end() + 10]!r}"
+
+
+def test_every_reference_has_a_title_a_venue_and_a_year():
+    bib = (ROOT / "book" / "references.bib").read_text()
+    entries = re.findall(r"@\w+\{(\w+),(.*?)\n\}", bib, re.S)
+    assert len(entries) >= 20
+    for key, body in entries:
+        fields = set(re.findall(r"^\s+(\w+) = ", body, re.M))
+        assert "title" in fields and "year" in fields, f"{key}: no title or year"
+        assert fields & {"booktitle", "journal", "howpublished"}, f"{key}: no venue"

@@ -1,9 +1,10 @@
 """The built book in a real headless browser (Debian's chromium + chromedriver).
 
 Every page of ``_build/html`` is opened from disk with no network: it must load without
-console errors, typeset its math with the MathJax copy shipped in the book (no CDN), load
-every image, link only to files that exist, and (chapter pages) offer the Colab launch
-button. A screenshot of each page goes to ``_build/screens/`` for a person to look at.
+console errors, typeset its math with the MathJax copy shipped in the book (no CDN) without a
+TeX error box or a display equation wider than its column (cut off) at 1280 px, keep every
+printed output inside its column, load every image, link only to files that exist, and
+(chapter pages) offer the Colab launch button. A screenshot of each page goes to ``_build/screens/`` for a person to look at.
 
 ``make test`` builds the book and installs the browser first (``make browser``).
 """
@@ -89,7 +90,21 @@ def test_page_in_a_real_browser(browser, page):
             "return Array.from(document.querySelectorAll('mjx-merror')).map(e => e.getAttribute('data-mjx-error')"
             " || e.textContent)")
         assert not merrors, f"{page.name}: MathJax errors {merrors[:3]}"
+        # a display equation wider than its column is cut off (centred, the left edge goes first)
+        wide = browser.execute_script(
+            "return Array.from(document.querySelectorAll('div.math, mjx-container[display=\"true\"]'))"
+            ".filter(e => e.scrollWidth > e.clientWidth + 1)"
+            ".map(e => `${e.scrollWidth} px in ${e.clientWidth} px: ${e.textContent.trim().slice(0, 40)}`)")
+        assert not wide, f"{page.name}: display equations wider than the column at 1280 px: {wide[:3]}"
     assert "cdn.jsdelivr" not in html and "mathjax@3" not in html, f"{page.name} loads MathJax from a CDN"
+
+    # a printed output wider than its box hides its end behind a scrollbar (book_outputs.css
+    # wraps long lines; this fails if the stylesheet is lost or a token cannot be broken)
+    cut = browser.execute_script(
+        "return Array.from(document.querySelectorAll('div.cell_output pre'))"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1)"
+        ".map(e => `${e.scrollWidth} px in ${e.clientWidth} px: ${e.textContent.trim().slice(0, 40)}`)")
+    assert not cut, f"{page.name}: printed outputs wider than the column at 1280 px: {cut[:3]}"
 
     broken = browser.execute_script(
         "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"

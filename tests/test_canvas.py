@@ -1,4 +1,4 @@
-"""Canvas training (ours, chapter 9): teacher forcing, scheduled sampling, the untouched
+"""Canvas training (ours, chapter 12): teacher forcing, scheduled sampling, the untouched
 paper path, and checkpoints that remember the options."""
 
 from pathlib import Path

@@ -247,7 +247,7 @@ def test_cuda_forward_and_predict():
 
 
 def test_a_larger_frame_at_the_same_scale_needs_no_inhibition_bias_correction():
-    """The rule the whole-frame reader relies on (book chapter 11): padding a plant to the
+    """The rule the whole-frame reader relies on (book chapter 10): padding a plant to the
     whole-frame size (3.24 times the pixels) moves the log-softmax + b of its first mask by
     far less than ln 3.24, so b stays as trained instead of growing by the log of the area."""
     import math

@@ -1,5 +1,5 @@
 """The people experiment: the stand-in scenes, FCN-8s, the 1x1 configuration, the two-phase
-training option and the evaluation helpers (chapter 13)."""
+training option and the evaluation helpers (chapter 11)."""
 
 import numpy as np
 import pytest

@@ -11,8 +11,14 @@ Two problems of the Jupyter Book 1.x stack, both found by ``tests/test_browser.p
   whose math comes from Markdown cells: their formulas stayed raw LaTeX. The assets policy
   ``"always"`` loads the (local, offline) MathJax on every page.
 
-It also sets the theme's default colour mode (see ``_light_by_default``).
+It also sets the theme's default colour mode (see ``_light_by_default``) and adds
+``static/book_outputs.css``: printed cell outputs wrap instead of hiding the end of a long line
+behind a scrollbar.
 """
+
+from pathlib import Path
+
+STATIC = Path(__file__).parent / "static"
 
 
 def _unique_scripts(app, pagename, templatename, context, doctree):
@@ -37,8 +43,14 @@ def _light_by_default(app, config):
     config.html_context.setdefault("default_mode", "light")
 
 
+def _book_css(app, config):
+    config.html_static_path.append(str(STATIC))
+
+
 def setup(app):
     app.set_html_assets_policy("always")
     app.connect("config-inited", _light_by_default)
+    app.connect("config-inited", _book_css)
+    app.add_css_file("book_outputs.css")
     app.connect("html-page-context", _unique_scripts, priority=999)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,6 +1,6 @@
 """``ris-lite train | evaluate | predict | score | export`` (also ``python -m ris_lite``).
 
-Explained in the book chapters ``book/07_training`` and ``book/08_evaluation``. One module per
+Explained in the book chapters ``book/06_training`` and ``book/08_evaluation``. One module per
 command (``train``, ``evaluate``, ``predict``), each adding its parser; what they share is in
 ``options``.
 """

@@ -1,8 +1,8 @@
 """``ris-lite evaluate``: SBD, FgBgDice, DiC and |DiC| over a split or a real folder (the
 baseline and RIS+CRF beside it), or region AP for people.
 
-Explained in the book chapters ``book/08_evaluation``, ``book/10_crf``, ``book/11_your_data``
-and ``book/13_people``.
+Explained in the book chapters ``book/08_evaluation``, ``book/09_crf``, ``book/10_your_data``
+and ``book/11_people``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _resolution_note(a, model) -> str:
 def _evaluate_people(a, model) -> int:
     """Region AP (the paper's Table 1 measure) of a people model on the stand-in or on VOC."""
     if a.crf or a.crf_config:
-        raise CLIError("--crf is not wired to region AP yet: score RIS+CRF from Python (book chapter 13)")
+        raise CLIError("--crf is not wired to region AP yet: score RIS+CRF from Python (book chapter 11)")
     h, w = model.config.input_size
     try:
         if a.data == "people":

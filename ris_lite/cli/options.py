@@ -1,8 +1,8 @@
 """What every ``ris-lite`` command shares: user errors, ``--data`` as a data set, the model to
 run, and the option groups of the parsers.
 
-Explained in the book chapters ``book/07_training`` and ``book/08_evaluation``; real folders in
-``book/11_your_data``.
+Explained in the book chapters ``book/06_training`` and ``book/08_evaluation``; real folders in
+``book/10_your_data``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``ris-lite predict`` (label PNGs in the CVPPP format, and overlays) and ``ris-lite score``
 (any method's label PNGs against a real folder).
 
-Explained in the book chapters ``book/08_evaluation`` and ``book/11_your_data``.
+Explained in the book chapters ``book/08_evaluation`` and ``book/10_your_data``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``ris-lite train`` (curriculum training, resumable) and ``ris-lite export`` (ship a run).
 
-Explained in the book chapter ``book/07_training``; real data in ``book/11_your_data``, people
-in ``book/13_people``.
+Explained in the book chapter ``book/06_training``; real data in ``book/10_your_data``, people
+in ``book/11_people``.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def add_parser(sub) -> None:
     t.add_argument("--fcn-dilations", default="1,1,1,1",
                    help="dilations of the FCN's four 3x3 convolutions ('1,2,4,8' widens its view; ours)")
     t.add_argument("--canvas", action="store_true",
-                   help="ours: canvas input, one teacher-forced step per sample (book chapter 9)")
+                   help="ours: canvas input, one teacher-forced step per sample (book chapter 12)")
     t.add_argument("--canvas-memory", action="store_true",
                    help="ours: canvas input AND the ConvLSTM memory; whole sequences, teacher-forced canvas")
     t.add_argument("--fcn-stride", type=int, default=2, help="FCN (and mask grid) stride (default 2)")

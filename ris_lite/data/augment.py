@@ -1,6 +1,6 @@
 """Augmentation (random rotation + flip, as in Sec. 4.3) and batching of instance sets.
 
-Explained in the book chapter ``book/02_data``.
+Explained in the book chapter ``book/01_data``.
 
 Pure torch (``affine_grid`` + ``grid_sample``): no torchvision, whose PyPI wheels are CUDA
 builds that do not load next to a CPU-only torch.

@@ -1,6 +1,6 @@
 """Reader for the real CVPPP A1 folder, and a writer for the official submission format.
 
-Explained in the book chapter ``book/02_data``.
+Explained in the book chapter ``book/01_data``.
 
 The A1 layout: ``plantXXX_rgb.png`` (RGBA), ``plantXXX_label.png`` (indexed / palette PNG
 whose indices are the leaf ids, 0 = background) and optionally ``plantXXX_fg.png``. Plant

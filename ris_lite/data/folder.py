@@ -1,6 +1,6 @@
 """Real data: any folder of images with instance-label images, read the way RIS needs them.
 
-Explained in the book chapter ``book/11_your_data``.
+Explained in the book chapter ``book/10_your_data``.
 
 A labelled folder pairs each image with a label image holding one integer id per pixel
 (0 = background, any other value = one instance; ids may have gaps). Labels may be palette

@@ -1,7 +1,7 @@
 """Where the plant is: a foreground mask by colour, with no model and no labels.
 
 Explained in the book chapters ``book/08_evaluation`` (the watershed baseline's first step) and
-``book/11_your_data`` (the plant box a real frame may be cropped to).
+``book/10_your_data`` (the plant box a real frame may be cropped to).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A procedural stand-in for the paper's people experiment (Sec. 4.2): figures that occlude.
 
-Explained in the book chapter ``book/13_people``.
+Explained in the book chapter ``book/11_people``.
 
 Pascal VOC and COCO cannot be downloaded here, so the people configuration is trained and
 scored on scenes drawn by code: 1-6 stick-and-blob figures (head, torso, two arms, two legs;

@@ -1,6 +1,6 @@
 """Readers of the paper's people data: Pascal VOC 2012 and MS COCO person instances.
 
-Explained in the book chapter ``book/13_people``.
+Explained in the book chapter ``book/11_people``.
 
 Both give the contract of every ``ris_lite`` data set -- item ``i`` is ``(image (3,S,S)
 float32 in [0, 1], masks (n,S,S) bool)`` -- and carry what region AP must leave out:

@@ -1,6 +1,6 @@
 """A real data set from a ``--data`` spec (``cvppp:PATH`` or ``folder:PATH``).
 
-Explained in the book chapter ``book/11_your_data``.
+Explained in the book chapter ``book/10_your_data``.
 """
 
 from __future__ import annotations

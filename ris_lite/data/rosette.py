@@ -1,6 +1,6 @@
 """Procedural top-view rosette plants: an offline stand-in for CVPPP A1.
 
-Explained in the book chapter ``book/02_data`` ("Data: synthetic rosettes and CVPPP A1").
+Explained in the book chapter ``book/01_data`` ("Data: synthetic rosettes and CVPPP A1").
 
 Every plant is drawn from one integer seed with ``numpy.random.default_rng`` (PCG64, the
 same stream on every machine), so a split defined by a seed range is the same test set

@@ -1,6 +1,6 @@
 """The looks a synthetic plant can be drawn in: the benchmark's, randomised ones, a held-out one.
 
-Explained in the book chapter ``book/11_your_data`` (section 8: the gap to new data, measured
+Explained in the book chapter ``book/10_your_data`` (section 8: the gap to new data, measured
 without new data). ``make_rosette(seed, style=...)`` (``ris_lite.data.rosette``) draws the same
 plant in any of them; a look changes the scene around it (``tray``, ``soil``, ``texture``,
 ``pot``, ``moss``: read by the generator's background) and the camera (:func:`camera`).

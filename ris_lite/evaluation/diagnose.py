@@ -1,6 +1,6 @@
 """Why a model's segments are wrong: segment kinds, repeated steps, the probe of its features.
 
-Explained in the book chapter ``book/09_beyond`` (section "A diagnosis"); the benchmark
+Explained in the book chapter ``book/12_beyond`` (section "A diagnosis"); the benchmark
 ``benchmarks/diagnose.py`` prints the table for any model or checkpoint.
 
 SBD says *how much* a model misses; these numbers say *how*. For every plant:

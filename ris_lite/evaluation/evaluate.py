@@ -1,7 +1,7 @@
 """Run a model over a data set and score it with the CVPPP metrics.
 
-Explained in the book chapter ``book/08_evaluation`` (RIS+CRF in ``book/10_crf``, real
-folders scored at their own resolution in ``book/11_your_data``).
+Explained in the book chapter ``book/08_evaluation`` (RIS+CRF in ``book/09_crf``, real
+folders scored at their own resolution in ``book/10_your_data``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CVPPP leaf-segmentation metrics (SBD, FgBgDice, DiC, ``|DiC|``) and region AP (AP^r).
+"""CVPPP leaf-segmentation metrics (SBD, FgBgDice, DiC, ``|DiC|``) and region AP (APʳ).
 
 Explained in the book chapter ``book/08_evaluation``.
 
@@ -156,7 +156,7 @@ def mask_iou(pred_masks, gt_masks, void=None) -> np.ndarray:
 def match_detections(detections: Iterable, iou_threshold: float = 0.5, protocol: str = "voc"):
     """Label every detection of a data set true or false positive, in decreasing score order.
 
-    ``protocol="voc"`` (Hariharan et al.'s SDS evaluation, as VOC scores AP^r): a detection
+    ``protocol="voc"`` (Hariharan et al.'s SDS evaluation, as VOC scores APʳ): a detection
     is compared with the ground truth it overlaps MOST; it is a true positive if that IoU
     reaches the threshold and that instance is still free, otherwise a false positive -- even
     when a second-best instance would have been free. ``protocol="coco"``: a detection takes
@@ -236,7 +236,7 @@ def precision_recall_area(true_positive, n_gt: int, interpolation: str = "voc") 
 
 def average_precision_r(detections: Iterable, iou_threshold: float = 0.5, protocol: str = "voc",
                         interpolation: str = "voc") -> float:
-    """Region AP (AP^r) over a data set at one IoU threshold.
+    """Region AP (APʳ) over a data set at one IoU threshold.
 
     Args:
         detections: per image an :class:`ImageDetections` (or ``(masks (k,H,W) bool,
@@ -250,7 +250,7 @@ def average_precision_r(detections: Iterable, iou_threshold: float = 0.5, protoc
 
 def average_precision_r_mean(detections: Sequence, thresholds: Sequence[float] = tuple(np.arange(1, 10) / 10),
                              protocol: str = "voc") -> float:
-    """AP^r averaged over IoU thresholds 0.1..0.9 (the paper's 'AP^r Ave')."""
+    """APʳ averaged over IoU thresholds 0.1..0.9 (the paper's 'APʳ Ave')."""
     detections = list(detections)
     return float(np.mean([average_precision_r(detections, t, protocol) for t in thresholds]))
 

@@ -1,7 +1,7 @@
 """Scoring the people experiment: region AP of RIS and of a non-learned baseline, and the
 occlusion test (does RIS emit the front figures first?).
 
-Explained in the book chapter ``book/13_people``.
+Explained in the book chapter ``book/11_people``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def predictions_region_ap(predictions, gts) -> Dict[str, float]:
 
 
 def model_region_ap(model, dataset, max_steps: int = 10, batch_size: int = 8) -> Dict[str, float]:
-    """AP^r(0.5) and AP^r Ave of RIS on any data set whose ``ground_truth(i)`` gives an item's
+    """APʳ(0.5) and APʳ Ave of RIS on any data set whose ``ground_truth(i)`` gives an item's
     true masks, void and crowd (``PeopleDataset``, ``VOCPeople``, ``COCOPeople``), images read
     ``batch_size`` at a time."""
     dets = []
@@ -99,7 +99,7 @@ def baseline_detections(images: Sequence[torch.Tensor], threshold: float, min_ar
 
 
 def tune_people_baseline(images, gts, thresholds=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6), min_areas=(10, 20, 40)) -> Dict:
-    """The baseline's threshold and minimum area that maximise AP^r(0.5) on (validation)
+    """The baseline's threshold and minimum area that maximise APʳ(0.5) on (validation)
     ``images`` with true masks ``gts``."""
     best = None
     for t in thresholds:
@@ -112,7 +112,7 @@ def tune_people_baseline(images, gts, thresholds=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
 
 
 def region_ap(detections: Sequence[ImageDetections]) -> Dict[str, float]:
-    """AP^r at IoU 0.5 and averaged over 0.1..0.9 (Table 1's two rows), VOC/SDS protocol."""
+    """APʳ at IoU 0.5 and averaged over 0.1..0.9 (Table 1's two rows), VOC/SDS protocol."""
     detections = list(detections)
     return {"ap50": average_precision_r(detections, 0.5), "ap_mean": average_precision_r_mean(detections)}
 

@@ -1,6 +1,6 @@
 """Checkpoint files: atomic writes, clear errors for foreign files, a model back from a file.
 
-Explained in the book chapter ``book/07_training`` (section "Checkpoints").
+Explained in the book chapter ``book/06_training`` (section "Checkpoints").
 
 A training checkpoint is a dict of plain data (``torch.load(weights_only=True)`` reads it):
 ``config`` (the ``TrainConfig`` as a dict, its ``model`` entry the ``RISConfig``), ``model``

@@ -1,6 +1,6 @@
 """Convolutional LSTM, eq. (1) of the paper.
 
-Explained in the book chapter ``book/04_convlstm``.
+Explained in the book chapter ``book/03_convlstm``.
 
 :class:`ConvLSTMCell` computes the four gates with ONE convolution over ``[x, h]`` (fast);
 :class:`ConvLSTMCellEq1` writes eq. (1) literally with eight convolutions (readable, slow).

@@ -1,6 +1,6 @@
 """RIS+CRF: a fully connected CRF (Krähenbühl & Koltun, NIPS 2011) that sharpens RIS's masks.
 
-Explained in the book chapter ``book/10_crf`` ("Sharpening the boundaries: RIS+CRF").
+Explained in the book chapter ``book/09_crf`` ("Sharpening the boundaries: RIS+CRF").
 
 The ConvLSTM sees the plant on a grid twice as coarse as the image, so RIS's masks have coarse
 edges. The paper's remedy (Sec. 4, "RIS+CRF") is a dense CRF over the instances of one

@@ -1,6 +1,6 @@
 """The two Gaussian kernels of the dense CRF: exact over all pixel pairs, and separable.
 
-Explained in the book chapter ``book/10_crf`` (the model that uses them: ``ris_lite.model.crf``).
+Explained in the book chapter ``book/09_crf`` (the model that uses them: ``ris_lite.model.crf``).
 Both return ``sum_j k(i, j) Q_j`` for every pixel ``i``, itself included.
 """
 

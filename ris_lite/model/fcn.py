@@ -1,6 +1,6 @@
 """The fully convolutional feature extractor of the plant experiment (Sec. 4.3).
 
-Explained in the book chapter ``book/03_fcn``.
+Explained in the book chapter ``book/02_fcn``.
 
 Two variants, one switch:
 

@@ -1,6 +1,6 @@
 """FCN-8s on VGG16, the feature extractor of the people experiment (Sec. 4.2).
 
-Explained in the book chapter ``book/13_people``.
+Explained in the book chapter ``book/11_people``.
 
 The paper puts the ConvLSTM where FCN-8s would upsample its stride-8 scores by 8 back to the
 image, and says a 500 x 500 input gives a 64 x 64 x 100 recurrent state. This module gets there

@@ -1,6 +1,6 @@
 """Attention by spatial inhibition and the confidence (stop) score, Sec. 3.2 and Fig. 2.
 
-Explained in the book chapter ``book/05_inhibition``.
+Explained in the book chapter ``book/04_inhibition``.
 
 ::
 

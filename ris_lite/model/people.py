@@ -1,6 +1,6 @@
 """The paper's people configuration of RIS (Sec. 4.2): FCN-8s on VGG16 and 1 x 1 ConvLSTM gates.
 
-Explained in the book chapter ``book/13_people``.
+Explained in the book chapter ``book/11_people``.
 """
 
 from __future__ import annotations

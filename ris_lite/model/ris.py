@@ -1,7 +1,7 @@
 """The RIS model: FCN -> stacked ConvLSTM -> spatial inhibition + confidence, Fig. 1.
 
-Explained in the book chapters ``book/03_fcn`` to ``book/05_inhibition``; the whole forward
-pass and ``predict`` rebuilt by hand in ``book/12_inference``, scored in ``book/08_evaluation``.
+Explained in the book chapters ``book/02_fcn`` to ``book/04_inhibition``; the whole forward
+pass and ``predict`` rebuilt by hand in ``book/07_inference``, scored in ``book/08_evaluation``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class RISConfig:
     #: ours, not the paper's (after Ren & Zemel, CVPR 2017): a canvas -- the union of the masks
     #: already emitted -- is a fourth input channel. Alone, each step starts from a fresh
     #: ConvLSTM state (the canvas, not the memory, says which leaves are done) and trains one
-    #: step at a time from a ground-truth canvas (``ris_lite.training.canvas``); chapter ``book/09_beyond``.
+    #: step at a time from a ground-truth canvas (``ris_lite.training.canvas``); chapter ``book/12_beyond``.
     canvas: bool = False
     #: canvas models: ConvLSTM iterations per emitted mask; more iterations let the state spread
     #: over a whole leaf before the mask is read out
@@ -66,7 +66,7 @@ class RISConfig:
     canvas_memory: bool = False
     #: ours, not the paper's: a zero-initialised skip of the image's local detail around the
     #: FCN into the ConvLSTM's input ("input"), the mask head ("mask") or both ("both");
-    #: ``ris_lite.model.skip``, chapter ``book/09_beyond``. "none" is the paper's model.
+    #: ``ris_lite.model.skip``, chapter ``book/12_beyond``. "none" is the paper's model.
     skip: str = "none"
     extra: dict = field(default_factory=dict)  # free-form notes kept in checkpoints; unused by the model
 
@@ -128,7 +128,7 @@ class RIS(nn.Module):
         bias = 10.0 if c.confidence == "flatten" else 0.0
         self.confidence = ConfidenceHead(c.channels, c.confidence, (fh, fw), bias_init=bias)
         #: dense-CRF parameters used by ``predict(crf=True)``; shipped models carry the values
-        #: tuned on their validation split (``ris_lite.model.crf``, book chapter ``10_crf``)
+        #: tuned on their validation split (``ris_lite.model.crf``, book chapter ``09_crf``)
         self.crf_config = None
         #: set by ``trainable_parameters(freeze_fcn=True)``: the FCN below its last layer is fixed
         self.frozen_fcn = False

@@ -1,6 +1,6 @@
 """Ours, not the paper's: a boundary skip from the image into the recurrent core.
 
-Explained in the book chapter ``book/09_beyond`` (section "Boundaries the encoder lost").
+Explained in the book chapter ``book/12_beyond`` (section "Boundaries the encoder lost").
 
 A diagnosis of the shipped model (``ris_lite.evaluation.diagnose``) measured that its FCN
 features tell "same leaf?" for two nearby cells worse than the raw pixels do (probe AUC 0.78

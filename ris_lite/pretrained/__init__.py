@@ -1,14 +1,14 @@
 """The shipped checkpoints (each made by one ``ris-lite train`` command; commands, logs and
 scores in ``ris_lite/pretrained/README.md``).
 
-* ``"rosettes"``: the paper-faithful RIS (book chapters ``07_training``, ``08_evaluation``);
-* ``"rosettes_canvas"``: ours, RIS with a canvas input and teacher forcing (``09_beyond``).
-* ``"rosettes_styles"``: ours, ``rosettes`` fine-tuned on randomised looks (``11_your_data``).
+* ``"rosettes"``: the paper-faithful RIS (book chapters ``06_training``, ``08_evaluation``);
+* ``"rosettes_canvas"``: ours, RIS with a canvas input and teacher forcing (``12_beyond``).
+* ``"rosettes_styles"``: ours, ``rosettes`` fine-tuned on randomised looks (``10_your_data``).
 * ``"people"``: the people configuration (FCN-8s at 1/8 width, 1 x 1 gates) trained on the
-  people stand-in (``13_people``).
+  people stand-in (``11_people``).
 
 Next to each, ``NAME_crf.json`` holds the RIS+CRF parameters tuned on the validation split
-(``10_crf``).
+(``09_crf``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Teacher-forced canvas training and scheduled sampling (ours, after Ren & Zemel 2017).
 
-Explained in the book chapter ``book/09_beyond``.
+Explained in the book chapter ``book/12_beyond``.
 
 A canvas model (``RISConfig(canvas=True)``) sees the image plus a canvas of what is already
 segmented and answers one question per step: "segment one more leaf; is there one left?".

@@ -1,6 +1,6 @@
 """What a training checkpoint holds, and how a trainer is put back exactly as it was.
 
-Explained in the book chapter ``book/07_training`` (section "Checkpoints"); the file format
+Explained in the book chapter ``book/06_training`` (section "Checkpoints"); the file format
 and atomic writes are ``ris_lite.model.checkpoint``.
 
 Beside the config and the weights, a resumable checkpoint keeps the optimiser's moments, both

@@ -1,7 +1,7 @@
 """``TrainConfig``: every setting of a training run, stored in each checkpoint.
 
-Explained in the book chapter ``book/07_training``; the options marked "ours" in
-``book/09_beyond``. Defaults are the paper's recipe where the paper gives one.
+Explained in the book chapter ``book/06_training``; the options marked "ours" in
+``book/12_beyond``. Defaults are the paper's recipe where the paper gives one.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The curriculum: sequences grow, and so does the number of instances per image.
 
-Explained in the book chapter ``book/07_training`` (section "The curriculum").
+Explained in the book chapter ``book/06_training`` (section "The curriculum").
 
 A curriculum is a list of stages ``(L, lo, hi)``: unroll at most ``L`` steps on images of
 ``lo..hi`` instances; an image with n instances uses ``min(L, n + 2)`` steps, so the stop

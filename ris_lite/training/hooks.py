@@ -1,6 +1,6 @@
 """What happens around the training loop's steps: the log, checkpoints and snapshots.
 
-Explained in the book chapter ``book/07_training`` (sections "A short real run" and
+Explained in the book chapter ``book/06_training`` (sections "A short real run" and
 "Checkpoints").
 
 ``Trainer.run`` calls ``before_train()``, then ``after_step(stats, val, event)`` after every

@@ -1,6 +1,6 @@
 """The permutation-invariant loss of eq. (2)-(5) and Algorithm 1.
 
-Explained in the book chapter ``book/06_loss``.
+Explained in the book chapter ``book/05_loss``.
 
 Batched like DETR's ``HungarianMatcher``: one soft-IoU tensor ``(B, T, N)`` for the whole
 batch on the model's device, ONE copy of the small cost matrices to the CPU, one
@@ -132,7 +132,7 @@ def ris_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, c
 
 def overlap_penalty(masks: torch.Tensor, lengths=None, threshold: float = 0.5, eps: float = EPS) -> torch.Tensor:
     """Ours, not the paper's: how much of each step's mask lies on pixels earlier steps already
-    took, summed over steps and divided by B (chapter ``book/09_beyond``).
+    took, summed over steps and divided by B (chapter ``book/12_beyond``).
 
     ``masks (B, T, H, W)`` in [0, 1]; step t of image i counts when ``t < lengths[i]``. The
     pixels taken before step t are ``U_t = [max_{s<t} m_s > threshold]`` (detached, the rule by

@@ -1,7 +1,7 @@
 """When a stage has converged, and what the learning rate does then.
 
-Explained in the book chapters ``book/07_training`` (the plateau rule, the paper's schedule)
-and ``book/09_beyond`` (the cosine schedule, ours).
+Explained in the book chapters ``book/06_training`` (the plateau rule, the paper's schedule)
+and ``book/12_beyond`` (the cosine schedule, ours).
 
 The paper's rule, as ``PlateauRule`` applies it: every ``eval_every`` steps the validation loss
 of the current stage is measured; a stage has *converged* when that loss has not improved by

@@ -1,7 +1,7 @@
 """Where training images come from: one small protocol, one class per kind of data.
 
-Explained in the book chapters ``book/07_training`` (synthetic plants), ``book/11_your_data``
-(real folders) and ``book/13_people`` (the people stand-in, VOC).
+Explained in the book chapters ``book/06_training`` (synthetic plants), ``book/10_your_data``
+(real folders) and ``book/11_people`` (the people stand-in, VOC).
 
 A source answers two questions for the trainer: which data set serves a curriculum stage's
 ``lo..hi`` instances on one side (``train`` / ``val``), and how training images are augmented.

@@ -1,6 +1,6 @@
 """The training loop: BPTT through the unrolled RIS, Adam, clipping, curriculum and lr rule.
 
-Explained in the book chapter ``book/07_training``.
+Explained in the book chapter ``book/06_training``.
 
 ``Trainer`` owns the model, the optimiser, the RNG and where the run stands; the pieces it
 calls are small objects of their own: the data (``sources``), the curriculum

@@ -33,31 +33,34 @@ import torch
 import torch.nn.functional as F
 
 import ris_lite
+from ris_lite.viz import magnitude
 
 torch.manual_seed(0)
 device = ris_lite.pick_device()
 
 # %% [markdown]
-# ## 1. The pipeline of Fig. 2
+# (inhibition-pipeline-fig-2)=
+# ## The pipeline of Fig. 2
 #
 # ```{figure} figures/inhibition.png
 # :name: fig-inhibition
 # :width: 95%
 #
 # The two heads on the top ConvLSTM state (after the paper's Fig. 2): the mask branch
-# (eq. S1 below) and the stop score (eq. S3).
+# (eq. {eq}`inhibition` below) and the stop score (eq. {eq}`stop-score`).
 # ```
 #
 # From the hidden state $\boldsymbol{h}_t \in \mathbb{R}^{h'\times w'\times d}$ the mask of step $t$ is
 #
 # $$
-# \boldsymbol{z}_t = \mathrm{Conv}_{1\times1}(\boldsymbol{h}_t), \qquad
-# \ell_{t,u} = z_{t,u} - \log \textstyle\sum_{v} e^{z_{t,v}}, \qquad
-# \hat{\boldsymbol{Y}}_{t,u} = \sigma(\ell_{t,u} + b), \tag{S1}
-# $$
+# \boldsymbol{z}_t &= \boldsymbol{w}_m * \boldsymbol{h}_t + c_m, \\
+# \ell_{t,u} &= z_{t,u} - \log \textstyle\sum_{v} e^{z_{t,v}}, \\
+# \hat{\boldsymbol{Y}}_{t,u} &= \sigma(\ell_{t,u} + b),
+# $$ (inhibition)
 #
-# with $u, v$ running over all $h'w'$ pixels, followed by a bilinear upsampling to the image
-# size. The log-softmax makes the pixels *compete*: $\sum_u e^{\ell_{t,u}} = 1$, so a pixel can
+# where $\boldsymbol{w}_m$ is a $1\times1$ convolution to one channel with bias $c_m$ (which the
+# log-softmax cancels), and $u, v$ run over all $h'w'$ pixels; a bilinear upsampling then brings the
+# mask to the image size. The log-softmax makes the pixels *compete*: $\sum_u e^{\ell_{t,u}} = 1$, so a pixel can
 # only rise by taking probability mass from the others. $b$ then sets the bar: pixels whose
 # log-probability exceeds $-b$ end above one half. Since the mass is shared, only a compact
 # group of pixels can pass the bar at once, one instance if the state has singled one out.
@@ -71,22 +74,36 @@ logits = 6 * blob(12, 12, 4) + 5.2 * blob(28, 26, 5) + 4.5 * blob(10, 30, 3)
 log_p = F.log_softmax(logits.flatten(), 0).view(40, 40)
 print("sum of exp(log-softmax) over pixels:", round(float(log_p.exp().sum()), 4))
 
-bs = [2.0, 4.0, 5.0, 6.0, 7.5]
-fig, axes = plt.subplots(1, len(bs) + 1, figsize=(13, 2.6))
-axes[0].imshow(logits, cmap="magma")
-axes[0].set_title("logits z", fontsize=9)
-for ax, b in zip(axes[1:], bs):
-    ax.imshow(torch.sigmoid(log_p + b), cmap="gray", vmin=0, vmax=1)
-    ax.set_title(f"b = {b}: {int((torch.sigmoid(log_p + b) > 0.5).sum())} px > 0.5", fontsize=9)
-for ax in axes:
+blobs = torch.stack([6 * blob(12, 12, 4), 5.2 * blob(28, 26, 5), 4.5 * blob(10, 30, 3)])
+owner = blobs.argmax(0)  # (40, 40): which blob each pixel belongs to
+bs = [3.0, 4.5, 5.2, 7.5]
+kept = {}
+fig, axes = plt.subplots(2, len(bs) + 1, figsize=(12, 5))
+axes[0, 0].imshow(logits, cmap="magma")
+axes[0, 0].set_title("logits z", fontsize=9)
+axes[1, 0].imshow(owner, cmap="tab10", vmin=0, vmax=9)
+axes[1, 0].set_title("blobs 1, 2, 3", fontsize=9)
+for k, b in enumerate(bs, 1):
+    soft = torch.sigmoid(log_p + b)
+    per_blob = kept[b] = [int(((soft > 0.5) & (owner == j)).sum()) for j in range(3)]
+    print(f"b = {b}: pixels above 1/2 in blobs 1, 2, 3: {per_blob}; highest value {soft.max():.2f}")
+    axes[0, k].imshow(soft, cmap="gray", vmin=0, vmax=1)
+    axes[0, k].set_title(f"sigmoid(l + {b})", fontsize=9)
+    axes[1, k].imshow(soft > 0.5, cmap="gray", vmin=0, vmax=1)
+    axes[1, k].set_title(f"> 1/2: {per_blob}", fontsize=9)
+for ax in axes.flat:
     ax.set_axis_off()
 fig.tight_layout()
 plt.show()
+reached = {b: [n > 0 for n in counts] for b, counts in kept.items()}
+assert reached == {3.0: [False] * 3, 4.5: [True, False, False], 5.2: [True, True, False], 7.5: [True] * 3}
 
 # %% [markdown]
-# A small $b$ lets nothing through, a moderate one keeps only the strongest blob, a large one
-# lets several blobs in. Move the slider yourself (in Jupyter or Colab; the static book shows
-# the row above):
+# The top row is what the head outputs, the bottom row what is kept as the mask (values above
+# one half). A small $b$ lets nothing through: even the strongest blob's peak stays below one
+# half. At $b = 4.5$ only the strongest blob passes, at $5.2$ the second joins it, and a large
+# $b$ lets all three in. Move the slider yourself (in Jupyter or Colab; the static book shows
+# the rows above):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -95,13 +112,13 @@ import ipywidgets as widgets
 
 def show_threshold(b=5.0):
     plt.figure(figsize=(3, 3))
-    plt.imshow(torch.sigmoid(log_p + b), cmap="gray", vmin=0, vmax=1)
-    plt.title(f"b = {b:.1f}")
+    plt.imshow(torch.sigmoid(log_p + b) > 0.5, cmap="gray", vmin=0, vmax=1)
+    plt.title(f"b = {b:.1f}: kept pixels")
     plt.axis("off")
     plt.show()
 
 
-widgets.interact(show_threshold, b=widgets.FloatSlider(value=5.0, min=0.0, max=10.0, step=0.1))
+_ = widgets.interact(show_threshold, b=widgets.FloatSlider(value=5.0, min=0.0, max=10.0, step=0.1))
 
 # %% [markdown]
 # **Check** against `ris_lite.SpatialInhibition`: inside the head, the exponentiated
@@ -118,7 +135,8 @@ ours = F.interpolate(ours[:, None], size=(106, 100), mode="bilinear", align_corn
 assert torch.allclose(ours, mask, atol=1e-6)
 
 # %% [markdown]
-# ## 2. Where should $b$ start?
+# (inhibition-where-should-b)=
+# ## Where should $b$ start?
 #
 # At initialisation the 1×1 convolution gives nearly the same $z$ everywhere, so every pixel
 # has $\ell \approx -\ln(h'w')$. On our $53\times50$ grid that is $-7.9$. With $b \approx 1$ every
@@ -130,10 +148,10 @@ assert torch.allclose(ours, mask, atol=1e-6)
 # decision threshold $\sigma(0) = \tfrac12$ we need
 #
 # $$
-# b_0 = \ln A. \tag{S2}
-# $$
+# b_0 = \ln A.
+# $$ (inhibition-b0)
 #
-# A second reading of (S2): with uniform logits the initial mask is $\sigma(\ln A - \ln h'w')
+# A second reading of eq. {eq}`inhibition-b0`: with uniform logits the initial mask is $\sigma(\ln A - \ln h'w')
 # \approx A / h'w'$ at every pixel, so the *total* mass of the first masks is about $A$, the
 # size of an instance. `ris_lite.inhibition_bias_init(A)` returns $\ln A$; `RIS` computes $A$
 # from `instance_fraction` (the expected share of the image covered by one leaf: 2.35 % on the
@@ -175,8 +193,9 @@ curves = {"b0 = 1": short_run(1.0), f"b0 = ln A = {b_size:.1f}": short_run(b_siz
 # The exact values depend on the processor's floating-point paths; the property does not.
 small_b, sized_b = curves.values()
 assert small_b[-1] < 0.01 and sized_b[-1] > 10 * max(sized_b[0], 0.01)
-print("b0 = 1: the matched soft IoU is still below 0.01 after 30 steps:", small_b[-1] < 0.01)
-print(f"b0 = ln A = {b_size:.1f}: it grew more than tenfold in 30 steps:", sized_b[-1] > 10 * max(sized_b[0], 0.01))
+print(f"b0 = 1: matched soft IoU {magnitude(small_b[0])} at step 1, {magnitude(small_b[-1])} at step 30 (bar: 0.01)")
+print(f"b0 = ln A = {b_size:.1f}: {magnitude(sized_b[0])} at step 1, {magnitude(sized_b[-1])} at step 30 "
+      f"(bar: ten times step 1)")
 plt.figure(figsize=(5, 3))
 plt.title("after 30 steps: " + ", ".join(f"{k}: {c[-1]:.3f}" for k, c in curves.items()), fontsize=8)
 for name, c in curves.items():
@@ -188,17 +207,18 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 3. The confidence score
+# (inhibition-confidence-score)=
+# ## The confidence score
 #
 # The score $s_t$ says whether the mask of step $t$ is a real instance; inference stops at the
 # first $s_t < \tfrac12$. The paper computes it by a max-pooling of $\boldsymbol{h}_t$ over the whole
 # grid, a linear layer and a sigmoid:
 #
 # $$
-# s_t = \sigma\big(\boldsymbol{w}^\top \max_{u} \boldsymbol{h}_{t,u} + c\big). \tag{S3}
-# $$
+# s_t = \sigma\big(\boldsymbol{w}_s^\top \max_{u} \boldsymbol{h}_{t,u} + c_s\big),
+# $$ (stop-score)
 #
-# The authors' plant code used instead a linear layer on the entire flattened state, with a
+# with a weight vector $\boldsymbol{w}_s \in \mathbb{R}^d$ and a bias $c_s$. The authors' plant code used instead a linear layer on the entire flattened state, with a
 # starting bias of 10 (so every step begins by predicting "continue"), which ties the model
 # to one input size. `ConfidenceHead(kind="maxpool")` is the default; `kind="flatten"` is the
 # code's version.
@@ -212,7 +232,8 @@ print("maxpool scores:", [round(v, 3) for v in conf(h).tolist()],
       "| flatten (bias 10):", [round(v, 3) for v in flat(h).tolist()])
 
 # %% [markdown]
-# ## 4. The whole model
+# (inhibition-whole-model)=
+# ## The whole model
 #
 # `ris_lite.RIS` chains the FCN, two ConvLSTM layers, the inhibition head and the score head.
 # `forward(images, steps)` returns masks `(B, T, H, W)` and scores `(B, T)`;
@@ -226,7 +247,8 @@ print("parameters:", sum(p.numel() for p in model.parameters()))
 print("initial b:", round(model.inhibition.b.item(), 3))
 
 # %% [markdown]
-# ## 5. Inside a trained model: the stages of Fig. 7
+# (inhibition-inside-trained-model)=
+# ## Inside a trained model: the stages of Fig. 7
 #
 # For the shipped model and one test plant: $\kappa(\boldsymbol{h}_t)$ (the summed absolute state),
 # $\mathrm{Conv}(\boldsymbol{h}_t)$ and the log-softmax plus $b$ (negative values clipped to zero, as
@@ -249,17 +271,17 @@ plt.show()
 # plus $b$ keeps only the ones that clear the bar, and the sigmoid saturates them. For the
 # shipped model (4,500 training steps on a CPU) most steps pick one leaf, but some masks still
 # take in a piece of a neighbouring look-alike leaf, and on a plant of many leaves the score
-# stays near 1 for these first eight steps, as it should. The evaluation chapter measures
+# stays near 1 for these first eight steps, as it should. The {doc}`evaluation chapter <08_evaluation>` measures
 # what the remaining mistakes cost.
 #
 # ## Summary
 #
 # * The mask head makes the grid's cells compete: a $1 \times 1$ convolution, a log-softmax over
-#   all cells, a learned threshold $b$, a sigmoid (eq. S1, Fig. 2).
-# * Where $b$ starts decides whether anything is learned: $b_0 = \ln A$ (eq. S2) puts an
+#   all cells, a learned threshold $b$, a sigmoid (eq. {eq}`inhibition`, Fig. 2).
+# * Where $b$ starts decides whether anything is learned: $b_0 = \ln A$ (eq. {eq}`inhibition-b0`) puts an
 #   instance of $A$ cells with evenly spread mass exactly at ½.
 # * The stop score max-pools the same state and passes it through a linear layer and a
-#   sigmoid (eq. S3); RIS stops at the first score below ½.
+#   sigmoid (eq. {eq}`stop-score`); RIS stops at the first score below ½.
 #
 # ## Quick questions
 #
@@ -281,7 +303,7 @@ plt.show()
 #    the log-probabilities of the blobs' peaks.
 # 2. Repeat the measured run with $b_0 = \ln A \pm 2$. How sensitive is early learning to $b_0$?
 # 3. Replace the log-softmax by a plain per-pixel sigmoid (no competition) and train for the
-#    budget of the {doc}`training chapter <07_training>`. What goes wrong with the masks?
+#    budget of the {doc}`training chapter <06_training>`. What goes wrong with the masks?
 # 4. Why does a max-pooled score not depend on the image size, while the flattened one does?
 #
 # :::{dropdown} Hints

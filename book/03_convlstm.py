@@ -7,12 +7,12 @@
 # ---
 
 # %% [markdown]
-# # The convolutional LSTM (eq. 1)
+# # The convolutional LSTM
 #
 # **What you will learn**
 #
-# * why RIS needs a recurrent unit whose state is an *image*, and how eq. (1) builds one;
-# * how to write eq. (1) literally, gate by gate with eight convolutions, and how the same
+# * why RIS needs a recurrent unit whose state is an *image*, and how eq. {eq}`convlstm` (the paper's eq. 1) builds one;
+# * how to write eq. {eq}`convlstm` literally, gate by gate with eight convolutions, and how the same
 #   computation becomes one fused convolution (what `ris_lite` runs);
 # * how to prove the two equal, outputs and gradients;
 # * the initialisation of the paper, the authors' code's variant, and a figure of the gates
@@ -35,34 +35,34 @@ import torch
 from torch import nn
 
 import ris_lite
+from ris_lite.viz import magnitude
 
 torch.manual_seed(0)
 device = ris_lite.pick_device()
 
 # %% [markdown]
-# ## 1. A memory shaped like the image
+# (convlstm-memory-shaped-like)=
+# ## A memory shaped like the image
 #
 # RIS must remember *where* it has already found leaves. A plain LSTM {cite:p}`hochreiter1997lstm` keeps a vector; the
 # convolutional LSTM {cite:p}`shi2015convlstm` keeps a whole feature map: $\boldsymbol{h}_t$ and $\boldsymbol{c}_t$ have $d$ channels on the $h' \times w'$ grid,
 # and replaces every matrix product of the LSTM by a convolution, so each cell of the state
 # talks only to its neighbours and the same small filters are used everywhere. With input
-# $\boldsymbol{x}_t$ (for RIS: the FCN features $\boldsymbol{B}$, the same at every step):
+# $\boldsymbol{x}_t$ (for RIS: the FCN features $\boldsymbol{B}$, the same at every step), the paper's eq. 1 reads
 #
-# (eq-1)=
-# \begin{equation}
-# \begin{aligned}
-# \boldsymbol{i}_t &= \sigma(\boldsymbol{w}_{xi} * \boldsymbol{x}_t + \boldsymbol{w}_{hi} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_i) \\
-# \boldsymbol{f}_t &= \sigma(\boldsymbol{w}_{xf} * \boldsymbol{x}_t + \boldsymbol{w}_{hf} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_f) \\
-# \boldsymbol{o}_t &= \sigma(\boldsymbol{w}_{xo} * \boldsymbol{x}_t + \boldsymbol{w}_{ho} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_o) \\
-# \boldsymbol{g}_t &= \tanh(\boldsymbol{w}_{xg} * \boldsymbol{x}_t + \boldsymbol{w}_{hg} * \boldsymbol{h}_{t-1} + \boldsymbol{b}_g) \\
+# $$
+# \boldsymbol{i}_t &= \sigma(\boldsymbol{w}_{xi} * \boldsymbol{x}_t + \boldsymbol{w}_{hi} * \boldsymbol{h}_{t-1} + \boldsymbol{\beta}_i) \\
+# \boldsymbol{f}_t &= \sigma(\boldsymbol{w}_{xf} * \boldsymbol{x}_t + \boldsymbol{w}_{hf} * \boldsymbol{h}_{t-1} + \boldsymbol{\beta}_f) \\
+# \boldsymbol{o}_t &= \sigma(\boldsymbol{w}_{xo} * \boldsymbol{x}_t + \boldsymbol{w}_{ho} * \boldsymbol{h}_{t-1} + \boldsymbol{\beta}_o) \\
+# \boldsymbol{g}_t &= \tanh(\boldsymbol{w}_{xg} * \boldsymbol{x}_t + \boldsymbol{w}_{hg} * \boldsymbol{h}_{t-1} + \boldsymbol{\beta}_g) \\
 # \boldsymbol{c}_t &= \boldsymbol{f}_t \odot \boldsymbol{c}_{t-1} + \boldsymbol{i}_t \odot \boldsymbol{g}_t \\
 # \boldsymbol{h}_t &= \boldsymbol{o}_t \odot \tanh(\boldsymbol{c}_t)
-# \end{aligned}
-# \tag{1}
-# \end{equation}
+# $$ (convlstm)
 #
 # $*$ is a convolution with an $f\times f$ filter ($f=3$ for plants, $1$ for people), $\sigma$ the
-# logistic sigmoid. The input gate $\boldsymbol{i}$ decides how much new content $\boldsymbol{g}$ enters the
+# logistic sigmoid, and $\boldsymbol{\beta}_i, \boldsymbol{\beta}_f, \boldsymbol{\beta}_o, \boldsymbol{\beta}_g$ the gate biases (the paper writes them
+# $\mathbf{b}_i, \dots$; we keep the letter $b$ for the inhibition threshold of the
+# {doc}`next chapter <04_inhibition>`). The input gate $\boldsymbol{i}$ decides how much new content $\boldsymbol{g}$ enters the
 # cell, the forget gate $\boldsymbol{f}$ how much of the old cell survives, the output gate $\boldsymbol{o}$
 # how much of the cell is shown as $\boldsymbol{h}$.
 #
@@ -70,12 +70,13 @@ device = ris_lite.pick_device()
 # :name: fig-convlstm
 # :width: 95%
 #
-# One ConvLSTM cell, eq. (1), after the paper's Fig. 8: the four gates come from one
+# One ConvLSTM cell, eq. {eq}`convlstm`, after the paper's Fig. 8: the four gates come from one
 # convolution of the input and the previous hidden state; the cell state carries on to the next
 # step, the hidden state to the next layer and step.
 # ```
 #
-# ## 2. Eq. (1), line by line
+# (convlstm-line-by-line)=
+# ## The gates, line by line
 #
 # Eight convolutions without bias and four bias vectors, exactly as written:
 
@@ -100,7 +101,8 @@ class ConvLSTMEq1(nn.Module):
 
 
 # %% [markdown]
-# ## 3. One fused convolution
+# (convlstm-fused-convolution)=
+# ## One fused convolution
 #
 # The eight filters can be stacked: a convolution over the concatenation $[\boldsymbol{x}_t, \boldsymbol{h}_{t-1}]$
 # with $4d$ output channels computes all four gate pre-activations at once, then we split
@@ -126,8 +128,8 @@ ha, ca = literal(xa, state)
 hb, cb = fused(xb, state)
 (ha.sum() + (ca ** 2).sum()).backward()
 (hb.sum() + (cb ** 2).sum()).backward()
-print("max |h difference| below 1e-5:", (ha - hb).abs().max().item() < 1e-5)
-print("max |grad x difference| below 1e-4:", (xa.grad - xb.grad).abs().max().item() < 1e-4)
+print("max |h literal - h fused|:", magnitude((ha - hb).abs().max()), "(tolerance 1e-5)")
+print("max |grad_x literal - grad_x fused|:", magnitude((xa.grad - xb.grad).abs().max()), "(tolerance 1e-4)")
 assert torch.allclose(ha, hb, atol=1e-5) and torch.allclose(ca, cb, atol=1e-5)
 assert torch.allclose(xa.grad, xb.grad, atol=1e-4)
 gw = fused.conv.weight.grad
@@ -167,11 +169,12 @@ print(f"eight convolutions: {1e3 * t_literal:.1f} ms, fused: {1e3 * t_fused:.1f}
 # $\boldsymbol{B}$ at every step, so $\boldsymbol{w}_{x\cdot} * \boldsymbol{B}$ is computed once per sequence
 # (`ConvLSTMCell.project_input`) and each step only convolves $\boldsymbol{h}_{t-1}$ (`step`).
 #
-# ## 4. Initialisation
+# (convlstm-initialisation)=
+# ## Initialisation
 #
 # The paper draws every weight from $U(-0.08, 0.08)$ and sets the forget-gate bias
-# $\boldsymbol{b}_f = 1$, so that at the start the cell keeps its memory and gradients reach
-# earlier steps. The authors' released code also sets $\boldsymbol{b}_i$ and $\boldsymbol{b}_o$ to 1;
+# $\boldsymbol{\beta}_f = 1$, so that at the start the cell keeps its memory and gradients reach
+# earlier steps. The authors' released code also sets $\boldsymbol{\beta}_i$ and $\boldsymbol{\beta}_o$ to 1;
 # `gate_bias=(1, 1, 1, 0)` selects that.
 
 # %%
@@ -183,14 +186,15 @@ for name, cell in [("paper", paper), ("authors' code", code)]:
           f"biases (i, f, o, g) = {tuple(round(v, 1) for v in b)}")
 
 # %% [markdown]
-# ## 5. Two layers, the same input at every step
+# (convlstm-layers-same-input)=
+# ## Two layers, the same input at every step
 #
 # RIS stacks two ConvLSTM layers; the first reads $\boldsymbol{B}$, the second reads the first's
 # $\boldsymbol{h}$, and the state of both starts at zero. The paper's Fig. 4 summarises the state by
 #
 # $$
-# \kappa(\boldsymbol{h}_t)_{uv} = \textstyle\sum_{k=1}^{d} |h_{t,uvk}|, \tag{C1}
-# $$
+# \kappa(\boldsymbol{h}_t)_{uv} = \textstyle\sum_{k=1}^{d} |h_{t,uvk}|,
+# $$ (convlstm-kappa)
 #
 # the total activity of each cell of the grid. Below: the gates of the second layer (mean
 # over channels) and $\kappa(\boldsymbol{h}_t)$ for the shipped model on a test plant.
@@ -232,7 +236,7 @@ plt.show()
 #
 # ## Summary
 #
-# * The ConvLSTM (eq. 1) keeps a memory shaped like the image: every product of an LSTM
+# * The ConvLSTM (eq. {eq}`convlstm`) keeps a memory shaped like the image: every product of an LSTM
 #   becomes a convolution, so each cell of the state talks to its neighbours.
 # * The four gates come from one convolution of the input and the hidden state; since RIS's
 #   input never changes, the input half is computed once per sequence.
@@ -258,7 +262,7 @@ plt.show()
 #
 # 1. Count the parameters of one ConvLSTM layer for $d = 30$, $f = 3$, by hand and with
 #    `sum(p.numel() for p in cell.parameters())`.
-# 2. Set the forget-gate bias to $-3$ and train for the budget of the {doc}`training chapter <07_training>`. What
+# 2. Set the forget-gate bias to $-3$ and train for the budget of the {doc}`training chapter <06_training>`. What
 #    happens to the later steps of the sequence?
 # 3. Replace the $3\times3$ gates by $1\times1$ (the people model). How does the receptive
 #    field of the state grow over the steps now?

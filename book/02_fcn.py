@@ -38,7 +38,8 @@ device = ris_lite.pick_device()
 print("device:", device.type)
 
 # %% [markdown]
-# ## 1. Two descriptions of one network
+# (fcn-descriptions-network)=
+# ## Two descriptions of one network
 #
 # RIS reads the image once with a fully convolutional network (FCN) {cite:p}`long2015fcn` and feeds the resulting
 # feature map $\boldsymbol{B} \in \mathbb{R}^{h' \times w' \times d}$ to the recurrent part at every
@@ -56,8 +57,8 @@ print("device:", device.type)
 # A bilinear filter for stride $s$ is the outer product of a triangle of width $2s-1$:
 #
 # $$
-# k_s(i, j) \propto (s - |i|)(s - |j|), \qquad |i|, |j| < s, \qquad \textstyle\sum_{i,j} k_s = 1. \tag{F1}
-# $$
+# k_s(i, j) \propto (s - |i|)(s - |j|), \qquad |i|, |j| < s, \qquad \textstyle\sum_{i,j} k_s = 1.
+# $$ (fcn-aa-kernel)
 
 # %%
 def triangle_kernel(s: int) -> torch.Tensor:
@@ -76,17 +77,18 @@ plt.axis("off")
 plt.show()
 
 # %% [markdown]
-# ## 2. Output size
+# (fcn-output-size)=
+# ## Output size
 #
 # A convolution with kernel $k$, stride $s$ and padding $p$ maps a side of $n$ pixels to
 #
 # $$
-# n' = \left\lfloor \frac{n + 2p - k}{s} \right\rfloor + 1. \tag{F2}
-# $$
+# n' = \left\lfloor \frac{n + 2p - k}{s} \right\rfloor + 1.
+# $$ (fcn-out-size)
 #
 # With $k=9, s=5, p=2$: $530 \to 106$ and $500 \to 100$, the $106\times100$ grid of the paper.
 # The four $3\times3$ layers have padding 1 and keep the size. Our benchmark images are already
-# $106\times100$ (see the {doc}`data chapter <02_data>`), and we use stride 2 (kernel 3, padding 1), which gives
+# $106\times100$ (see the {doc}`data chapter <01_data>`), and we use stride 2 (kernel 3, padding 1), which gives
 # a $53 \times 50$ grid.
 
 # %%
@@ -100,7 +102,8 @@ assert ris_lite.FCN(stride=5).output_size(530, 500) == (106, 100)
 assert ris_lite.FCN(stride=2).output_size(106, 100) == (53, 50)
 
 # %% [markdown]
-# ## 3. Build it
+# (fcn-build)=
+# ## Build it
 #
 # Here is the whole network in a few lines; the check compares it with `ris_lite.FCN`
 # after copying the weights. `ris_lite.FCN` also centres the $[0, 1]$ pixels to a signed,
@@ -133,14 +136,15 @@ assert torch.allclose(ours(x), ref(x), atol=1e-5)
 print("TinyFCN == ris_lite.FCN:", tuple(ref(x).shape))
 
 # %% [markdown]
-# ## 4. Receptive field
+# (fcn-receptive-field)=
+# ## Receptive field
 #
 # One output cell sees a square of the input. The first stage sees $2s-1$ pixels (or 9 for the
 # learned variant); each $3\times3$ layer after a stride-$s$ stage widens it by $2s$ input pixels:
 #
 # $$
-# r = k_1 + 4 \cdot 2s. \tag{F3}
-# $$
+# r = k_1 + 4 \cdot 2s.
+# $$ (fcn-receptive-field)
 #
 # We can also *measure* it: the gradient of one output cell with respect to the input is
 # non-zero exactly on its receptive field.
@@ -158,9 +162,11 @@ for variant, stride, dilations in [("downsample", 5, None), ("learned", 5, None)
           f"formula {fcn.receptive_field()} px, measured {measured} px")
 
 # %% [markdown]
-# On the benchmark (stride 2) one feature cell sees 19 × 19 pixels, a bit less than a median
-# leaf (about 250 pixels, 16 pixels across). The ConvLSTM's own $3\times3$ convolutions widen
-# the view further at every step, but only by two cells per step for the two layers.
+# On the benchmark (stride 2) one feature cell sees 19 × 19 pixels: a window a little wider
+# than a median leaf (about 250 pixels, some 16 pixels across), so a cell sees its own leaf and
+# the edges of its neighbours, not the plant around them. The ConvLSTM's own $3\times3$
+# convolutions widen the view further at every step, but only by two cells per step for the
+# two layers.
 #
 # That is too little for the *first* steps. To paint one whole leaf at step 1, every pixel of
 # that leaf has to agree that it belongs to "the leaf chosen now" while seeing only a 19-pixel
@@ -169,8 +175,8 @@ for variant, stride, dilations in [("downsample", 5, None), ("learned", 5, None)
 # cells apart, so the same cost covers a wider window; layer $i$ adds $2\delta_i s$ pixels:
 #
 # $$
-# r = k_1 + 2s \textstyle\sum_{i=1}^{4} \delta_i. \tag{F4}
-# $$
+# r = k_1 + 2s \textstyle\sum_{i=1}^{4} \delta_i.
+# $$ (fcn-receptive-field-dilated)
 #
 # With $\delta = (1, 2, 4, 8)$ (`RIS(fcn_dilations=(1, 2, 4, 8))`, our change, not the paper's)
 # one cell sees 63 pixels, most of a plant. In a controlled comparison
@@ -185,12 +191,18 @@ for variant, stride, dilations in [("downsample", 5, None), ("learned", 5, None)
 # minutes) it made learning much worse, validation loss +0.99 against −2.78 at step 2,000, so
 # it stays off. We have not measured why; finding out is exercise 4.
 #
-# ## 5. Feature maps of a rosette
+# (fcn-feature-maps-rosette)=
+# ## Feature maps of a rosette
 #
 # The paper's Fig. 6 shows the FCN channels of a Pascal image. Here are the 30 channels of the
-# shipped plant model (`load_pretrained`, trained in the {doc}`training chapter <07_training>`) on a test plant.
+# shipped plant model (`load_pretrained`, trained in the {doc}`training chapter <06_training>`) on a test plant.
 # Some channels light up on leaf blades, some on leaf edges and the gaps between leaves, some
-# on soil and moss.
+# on soil and moss. Many panels look black. After the ReLU a channel is exactly zero wherever
+# its filter's response is negative, and many channels fire on a small part of the plant only
+# (a few bright specks on a black panel; each title gives the share of pixels where the channel
+# fires). The cell below counts the channels that fire on fewer
+# than 5 % of the pixels, those that are zero on every pixel, and of these the ones that stay
+# zero on 16 more test plants: *dead* units, which the ConvLSTM can read nothing from.
 
 # %%
 model = ris_lite.load_pretrained().to(device)
@@ -198,12 +210,19 @@ image, labels = ris_lite.make_rosette(ris_lite.SPLITS["test"][0] + 3)
 with torch.no_grad():
     feats = model.fcn(image[None].to(device))[0].cpu()
 print("features:", tuple(feats.shape))
+active = (feats.flatten(1) > 0).float().mean(1)  # (30,) share of pixels where a channel fires
+black = active == 0
+with torch.no_grad():
+    more = torch.stack([ris_lite.make_rosette(ris_lite.SPLITS["test"][0] + 10 + k)[0] for k in range(16)])
+    dead = model.fcn(more.to(device)).cpu().amax((0, 2, 3)) == 0
+print(f"channels firing on < 5 % of the pixels: {int((active < 0.05).sum())} of {feats.shape[0]}")
+print(f"zero everywhere: {int(black.sum())}; zero on 16 more plants too (dead): {int((black & dead).sum())}")
 fig, axes = plt.subplots(3, 11, figsize=(15, 4.4))
 axes[0, 0].imshow(image.permute(1, 2, 0))
 axes[0, 0].set_title("input", fontsize=8)
 for c, ax in enumerate(axes.flat[1:31]):
     ax.imshow(feats[c], cmap="magma")
-    ax.set_title(f"ch {c}", fontsize=7)
+    ax.set_title(f"ch {c}: {active[c]:.0%}", fontsize=7)
 for ax in axes.flat:
     ax.set_axis_off()
 fig.tight_layout()
@@ -213,8 +232,8 @@ plt.show()
 # ## Summary
 #
 # * The paper's text and the authors' code describe two FCNs: a learned $9 \times 9$ stride-5
-#   first layer, or a fixed bilinear anti-aliasing filter (eq. F1); `ris_lite.FCN` has both.
-# * The output size and the receptive field (eq. F3) follow from the stride and the kernels,
+#   first layer, or a fixed bilinear anti-aliasing filter (eq. {eq}`fcn-aa-kernel`); `ris_lite.FCN` has both.
+# * The output size and the receptive field (eq. {eq}`fcn-receptive-field`) follow from the stride and the kernels,
 #   and the receptive field can be measured from the gradient of one output cell.
 # * The features are computed once per image and read by the ConvLSTM at every step.
 #
@@ -234,7 +253,7 @@ plt.show()
 # ## Exercises
 #
 # 1. Train the `variant="learned"` FCN instead (`RIS(fcn_variant="learned")`) for the same
-#    budget as the {doc}`training chapter <07_training>`. Does learning the first layer help at this data size?
+#    budget as the {doc}`training chapter <06_training>`. Does learning the first layer help at this data size?
 # 2. With stride 5 on the A1 frame, what is the receptive field in *A1 pixels*, and how does it
 #    compare with the median leaf area of 1,918 pixels?
 # 3. Replace the fixed anti-aliasing filter by plain subsampling (`x[:, :, ::s, ::s]`). Show on a
@@ -245,7 +264,7 @@ plt.show()
 # :::{dropdown} Hints
 # 1. `Trainer(TrainConfig(model=RISConfig(fcn_variant="learned").to_dict()), out)` trains it;
 #    compare the logs' matched IoU at equal minutes.
-#    2. Use eq. (F3) with $s = 5$, then compare $r^2$ with 1,918. 3. Draw a fine checkerboard
+#    2. Use eq. {eq}`fcn-receptive-field` with $s = 5$, then compare $r^2$ with 1,918. 3. Draw a fine checkerboard
 #    into the background before subsampling. 4. Look at the masks of the first step: with
 #    coordinates, position alone can decide the competition.
 # :::

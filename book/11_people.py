@@ -14,7 +14,7 @@
 # (Sec. 4.2, Table 1). The model changes in three places. The feature extractor is a large
 # pretrained network, FCN-8s on VGG16, instead of a few small convolutions. The ConvLSTM sits on
 # a 64 × 64 grid with 100 channels, and every one of its gates is a **1 × 1** convolution. And
-# the score is no longer SBD but **region average precision**, AP^r, the measure of
+# the score is no longer SBD but **region average precision**, $\mathrm{AP}^r$, the measure of
 # simultaneous detection and segmentation {cite:p}`hariharan2014sds`.
 #
 # **What you will learn**
@@ -24,18 +24,18 @@
 # * the paper's two-phase training as two runs of `ris-lite train`;
 # * how Pascal VOC {cite:p}`everingham2010voc` and COCO {cite:p}`lin2014coco` store people, and
 #   what "void" and "crowd" mean for scoring;
-# * region AP built by hand (eqs. 13.1-13.3), and where VOC's rule and COCO's rule disagree;
+# * region AP built by hand (eqs. {eq}`people-pr`–{eq}`people-match`), and where VOC's rule and COCO's rule disagree;
 # * a procedural stand-in for VOC on which the chapter trains, scores and tests the paper's
 #   occlusion claim: does RIS emit the people in front first?
 #
 # No photograph data set can be downloaded where this book is tested. Every cell below runs on a
 # CPU in about two minutes on small fixtures written in the exact VOC and COCO formats and on
-# the stand-in. Section 7 says how the same cells run the real experiment on a GPU, and what
+# the stand-in. {numref}`Section %s <people-real-experiment-gpu>` says how the same cells run the real experiment on a GPU, and what
 # we could and could not measure.
 
 # %%
 # Colab: clone the repository (for data/fixtures) and install ris_lite from it. To run the real
-# experiment, put VOCdevkit on Drive and set RIS_LITE_VOC (section 7). Locally this does nothing.
+# experiment, put VOCdevkit on Drive and set RIS_LITE_VOC ("The real experiment, on a GPU"). Locally this does nothing.
 import os
 import subprocess
 import sys
@@ -79,7 +79,8 @@ device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 _ = torch.manual_seed(0)
 
 # %% [markdown]
-# ## 1. The people configuration
+# (people-people-configuration)=
+# ## The people configuration
 #
 # FCN-8s turns VGG16 into a segmentation network: VGG's two fully connected layers become
 # convolutions (fc6 a 7 × 7, fc7 a 1 × 1), a 1 × 1 "score" layer reads them at stride 32, and
@@ -95,8 +96,7 @@ _ = torch.manual_seed(0)
 #
 # $$
 # \text{side}_{\text{pool3}} = \frac{32\,\lceil 500 / 32 \rceil}{8} = \frac{512}{8} = 64.
-# \tag{13.0}
-# $$
+# $$ (people-grid)
 #
 # So `ris_lite.model.fcn8s.FCN8s` pads the image right and bottom to 512 × 512 and the masks are
 # cropped back to 500 × 500 after the upsampling. (The original Caffe FCN-8s pads its first
@@ -135,7 +135,7 @@ assert sizes["fused (ConvLSTM input)"] == (64, 64) == fcn.output_size(500, 500)
 # %% [markdown]
 # Now the whole RIS of the people experiment. `people_model_config` is the paper's recipe; its
 # only knobs are `width` (1 = VGG16) and the input size. Both ConvLSTM layers compute all four
-# gates of {ref}`eq. (1) <eq-1>` with 1 × 1 kernels, so the recurrent part mixes channels within a cell and
+# gates of eq. {eq}`convlstm` (the paper's eq. 1) with 1 × 1 kernels, so the recurrent part mixes channels within a cell and
 # never looks at a neighbour: everything spatial must already be in the FCN's features, whose
 # receptive field at stride 8 covers most of the image.
 
@@ -188,7 +188,8 @@ print(f"phase 1 trains {sum(p.numel() for p in trainable) / 1e6:.2f} M of "
 assert all(not p.requires_grad for p in small.fcn.features.parameters())
 
 # %% [markdown]
-# ## 2. People on disk: Pascal VOC and COCO
+# (people-people-disk-pascal)=
+# ## People on disk: Pascal VOC and COCO
 #
 # **VOC 2012** keeps, for each image of its segmentation set, a JPEG and two palette PNGs of
 # *indices*: `SegmentationObject` numbers the objects 1, 2, …, `SegmentationClass` gives each
@@ -244,7 +245,8 @@ assert [len(voc[i][1]) for i in range(len(voc))] == [2, 0, 3]  # the dog of imag
 assert len(coco[0][1]) == 2 and len(coco.crowd(0)) == 1
 
 # %% [markdown]
-# ## 3. Region AP, built by hand
+# (people-region-ap-built)=
+# ## Region AP, built by hand
 #
 # A method's output on a data set is a list of detections, each a mask with a score. Sort them
 # by score over the **whole** data set, decide for each whether it is a true positive, and
@@ -253,32 +255,29 @@ assert len(coco[0][1]) == 2 and len(coco.crowd(0)) == 1
 # $$
 # \text{precision}_k = \frac{\mathrm{TP}_k}{k}, \qquad
 # \text{recall}_k = \frac{\mathrm{TP}_k}{N_{\text{gt}}},
-# \tag{13.1}
-# $$
+# $$ (people-pr)
 #
-# with N_gt the number of true instances. AP^r is the area under the precision-recall curve
+# with $N_{\text{gt}}$ the number of true instances. $\mathrm{AP}^r$ is the area under the precision-recall curve
 # after replacing each precision by the best precision at that recall or higher (VOC's
 # all-point rule, which the SDS code uses):
 #
 # $$
 # \mathrm{AP}^r = \sum_k (r_k - r_{k-1})\, \max_{j \ge k} p_j .
-# \tag{13.2}
-# $$
+# $$ (people-ap)
 #
 # What "true positive" means is the protocol. Hariharan and colleagues' SDS evaluation, which
 # the paper's Table 1 follows, compares each detection with the true instance it overlaps
 # **most**, with void pixels left out of the IoU:
 #
 # $$
-# j^\star = \arg\max_j \mathrm{IoU}_{\neg\text{void}}(D, G_j), \qquad
-# D \text{ is a TP} \iff \mathrm{IoU}(D, G_{j^\star}) \ge \theta \text{ and } G_{j^\star}
-# \text{ is still unmatched}.
-# \tag{13.3}
-# $$
+# j^\star &= \arg\max_j \mathrm{IoU}_{\neg\text{void}}(D, G_j), \\
+# D \text{ is a TP} &\iff \mathrm{IoU}(D, G_{j^\star}) \ge \theta
+# \text{ and } G_{j^\star} \text{ is still unmatched}.
+# $$ (people-match)
 #
 # A detection whose best instance is already taken is a false positive, even if a second
 # instance would have been free; COCO's rule instead takes the best *free* instance above θ.
-# AP^r(0.5) uses θ = 0.5; the paper's "AP^r Ave" averages θ = 0.1, 0.2, …, 0.9. First the whole
+# $\mathrm{AP}^r(0.5)$ uses θ = 0.5; the paper's "$\mathrm{AP}^r$ Ave" averages θ = 0.1, 0.2, …, 0.9. First the whole
 # computation in a dozen lines, on a two-person example where the rules differ.
 
 # %%
@@ -295,15 +294,15 @@ def sds_ap_by_hand(images, theta):
         rows += [(-s, img, iou[i]) for i, s in enumerate(scores)]
     rows.sort(key=lambda r: (r[0], r[1]))
     taken, tp = set(), []
-    for _, img, iou in rows:  # eq. (13.3)
+    for _, img, iou in rows:  # the matching rule
         j = int(np.argmax(iou))
         tp.append(iou[j] >= theta and (img, j) not in taken)
         if tp[-1]:
             taken.add((img, j))
     tp = np.cumsum(tp)
-    precision, recall = tp / np.arange(1, len(tp) + 1), tp / n_gt  # eq. (13.1)
+    precision, recall = tp / np.arange(1, len(tp) + 1), tp / n_gt  # precision and recall
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    return float(np.sum(np.diff(np.concatenate([[0], recall])) * envelope))  # eq. (13.2)
+    return float(np.sum(np.diff(np.concatenate([[0], recall])) * envelope))  # the area under the envelope
 
 
 def boxes(shape, *spans):
@@ -344,7 +343,8 @@ print("IoU of slightly fat masks with void left out:", np.round(with_void, 2), "
 assert np.all(with_void > without)
 
 # %% [markdown]
-# ## 4. A stand-in for VOC: people that occlude each other
+# (people-stand-voc-people)=
+# ## A stand-in for VOC: people that occlude each other
 #
 # `ris_lite.data.people` draws scenes of one to six figures -- head, torso, two arms, two legs, each
 # in its own pose, size and colours -- standing on a ground plane. A figure farther away stands
@@ -373,7 +373,8 @@ for k, whole in enumerate(sc.amodal):  # what is hidden of each figure is covere
     assert torch.all((hidden >= 1) & (hidden <= k))
 
 # %% [markdown]
-# ## 5. RIS on the stand-in, against a baseline
+# (people-ris-stand-against)=
+# ## RIS on the stand-in, against a baseline
 #
 # The shipped `people` model is the people configuration at 1/8 of VGG16's width on 128 × 128
 # scenes (a 16 × 16 × 100 state), trained from scratch on a CPU by the command in
@@ -432,23 +433,26 @@ for key, label in (("baseline", "non-learned baseline"), ("ris", "RIS, people co
     print(f"  {label:44s} AP^r(0.5) {100 * stored[key]['ap50']:5.1f}   AP^r Ave {100 * stored[key]['ap_mean']:5.1f}")
 
 # %% [markdown]
-# What RIS emits, step by step, on a few test scenes (the number is the emission step, the
-# colour the predicted instance):
+# What RIS emits, step by step, on a few test scenes: the image, the true instances (one
+# colour each, in the order the generator drew them) and RIS's instances (the number is the
+# emission step; colours in the two rows are not matched to each other):
 
 # %%
-fig, axes = plt.subplots(2, 6, figsize=(14, 5))
+fig, axes = plt.subplots(3, 6, figsize=(14, 7.5))
 for col, i in enumerate(range(6)):
-    image = test[i][0]
+    image, true_masks = test[i]
     labels = live["ris_labels"][i]
     axes[0, col].imshow(image.permute(1, 2, 0))
-    n = len(test[i][1])
-    axes[0, col].set_title(f"truth: {n} {'person' if n == 1 else 'people'}", fontsize=9)
-    axes[1, col].imshow(label_rgb(labels))
+    axes[0, col].set_title(f"scene {i}", fontsize=9)
+    n = len(true_masks)
+    axes[1, col].imshow(label_rgb(ris_lite.masks_to_labels(true_masks)))
+    axes[1, col].set_title(f"truth: {n} {'person' if n == 1 else 'people'}", fontsize=9)
+    axes[2, col].imshow(label_rgb(labels))
     for k in range(1, int(labels.max()) + 1):
         ys, xs = np.nonzero((labels == k).numpy())
-        axes[1, col].text(xs.mean(), ys.mean(), str(k), color="w", ha="center", va="center", fontsize=10,
+        axes[2, col].text(xs.mean(), ys.mean(), str(k), color="w", ha="center", va="center", fontsize=10,
                           bbox={"facecolor": "k", "alpha": 0.4, "pad": 1})
-    axes[1, col].set_title(f"RIS: {int(labels.max())}", fontsize=9)
+    axes[2, col].set_title(f"RIS: {int(labels.max())}", fontsize=9)
 for ax in axes.ravel():
     ax.axis("off")
 plt.show()
@@ -467,7 +471,8 @@ for kind in ("joined", "missed", "hallucinated"):
     print(f"  {kind:12s} {f[kind]:4d}")
 
 # %% [markdown]
-# ## 6. The occlusion test
+# (people-occlusion-test)=
+# ## The occlusion test
 #
 # The paper argues that a sequential model can handle occlusion by segmenting the unoccluded
 # people first and keeping in its state what is already explained, so that a half-hidden person
@@ -492,9 +497,15 @@ print("verdict:", verdict)
 assert occlusion["tau_low"] < 0 < occlusion["tau_high"]  # this run's interval: what the text below says
 
 # %%
-taus = [r["tau"] for r in live["occlusion"] if r["front_first"] is not None]
+usable = [r for r in live["occlusion"] if r["front_first"] is not None]
+taus = [r["tau"] for r in usable]
+pairs = [r["tau"] for r in usable if r["matched"] == 2]
+print(f"{len(pairs)} of {len(usable)} scenes have exactly two matched figures; their tau is "
+      f"+1 in {sum(t > 0 for t in pairs)} and -1 in {sum(t < 0 for t in pairs)}")
+assert all(abs(t) == 1 for t in pairs)
 fig, ax = plt.subplots(figsize=(5, 3))
-ax.hist(taus, bins=np.linspace(-1, 1, 11), color="tab:blue")
+ax.hist([pairs, [r["tau"] for r in usable if r["matched"] > 2]], bins=np.linspace(-1, 1, 11),
+        stacked=True, color=["tab:blue", "tab:orange"], label=["2 matched", "3 or more matched"])
 ax.axvline(0, color="k", lw=0.8)
 ax.axvline(np.mean(taus), color="tab:red", label=f"mean {np.mean(taus):+.2f}")
 ax.set_xlabel("Kendall tau per scene (emission step vs depth)")
@@ -503,6 +514,11 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
+# The two spikes at the ends are not a finding. With only two matched figures there is a
+# single pair to compare, so τ can only be +1 (nearest first) or −1; most usable scenes are
+# of that kind (the count is printed above), and their spikes are roughly equal. The scenes
+# with three or more matched figures spread over the middle.
+#
 # On our stand-in the answer is **no**: the interval holds zero, and the nearest figure comes
 # first about as often as chance would have it. This does not refute the paper, whose claim
 # rests on examples from VOC, but it does not support it either for this model and data. The
@@ -510,16 +526,17 @@ plt.show()
 # the hardest occlusions, where the hidden figure is missed, never enter it. Exercise 4 makes
 # the scenes harder.
 #
-# ## 7. The real experiment, on a GPU
+# (people-real-experiment-gpu)=
+# ## The real experiment, on a GPU
 #
 # The cells above are the experiment at a size a CPU can run. With VOC 2012 on disk and a GPU,
-# the commands of section 1 train the paper's own setting, and the cell below scores it: set
+# the commands of {numref}`section %s <people-people-configuration>` train the paper's own setting, and the cell below scores it: set
 # `RIS_LITE_VOC` to the `VOCdevkit` folder and `RIS_LITE_PEOPLE_CKPT` to the checkpoint.
 #
 # **What we measured:** the configuration (sizes, 1 × 1 gates, the 64 × 64 × 100 state), the
 # readers on format fixtures, one training step and the scoring on a VOC-format fixture
 # (`tests/test_people_readers.py`), region AP against a hand computation and against
-# pycocotools, and everything in sections 5-6 on the stand-in. **What we could not:** AP^r on
+# pycocotools, and everything in sections {numref}`%s <people-ris-stand-against>`–{numref}`%s <people-occlusion-test>` on the stand-in. **What we could not:** $\mathrm{AP}^r$ on
 # VOC 2012 itself (no download here), ImageNet-initialised training, the paper's phase 2 at
 # 10⁻⁶, and training on COCO.
 
@@ -539,15 +556,15 @@ else:
 #
 # * The people configuration is FCN-8s on VGG16 cut before its last upsampling, d = 100 features,
 #   two ConvLSTM layers with 1 × 1 gates, and spatial inhibition that upsamples each mask. Padding
-#   500 to 512 gives the 64 × 64 × 100 state of the paper (eq. 13.0).
+#   500 to 512 gives the 64 × 64 × 100 state of the paper (eq. {eq}`people-grid`).
 # * The paper trains in two phases: a frozen FCN except its last layer, then everything at 10⁻⁶;
 #   `TrainConfig(freeze_fcn=True)` and a fine-tune with `--init` are those phases.
 # * VOC marks outlines and unlabelled regions as void; COCO marks crowds. Region AP leaves void
 #   pixels out of every IoU and ignores detections on crowds.
 # * Region AP sorts all detections by score, matches each with the instance it overlaps most
-#   (SDS/VOC) and integrates the precision envelope over recall (eqs. 13.1-13.3). COCO's rule
+#   (SDS/VOC) and integrates the precision envelope over recall (eqs. {eq}`people-pr`–{eq}`people-match`). COCO's rule
 #   falls back to the best free instance, so it never finds fewer true positives.
-# * On the stand-in, RIS beats a tuned non-learned baseline on AP^r (13.1 against 2.3 at IoU
+# * On the stand-in, RIS beats a tuned non-learned baseline on $\mathrm{AP}^r$ (13.1 against 2.3 at IoU
 #   0.5). The occlusion test puts a number and an interval on the paper's claim that RIS emits
 #   the people in front first: on our stand-in, no order can be told from chance.
 #
@@ -577,12 +594,12 @@ else:
 #
 # ## Exercises
 #
-# 1. *(quick)* Score the shipped model with `protocol="coco"`. How much does AP^r(0.5) change,
+# 1. *(quick)* Score the shipped model with `protocol="coco"`. How much does $\mathrm{AP}^r(0.5)$ change,
 #    and on which scenes?
-# 2. *(quick)* Add the paper's dense CRF (`model.predict(images, crf=True)`, chapter 10) and
+# 2. *(quick)* Add the paper's dense CRF (`model.predict(images, crf=True)`, {doc}`RIS+CRF <09_crf>`) and
 #    score again. Does it help on the stand-in as it did for the leaves?
 # 3. Train the people configuration with 3 × 3 gates (`lstm_kernel=3`) for the same time and
-#    compare AP^r and the occlusion τ.
+#    compare $\mathrm{AP}^r$ and the occlusion τ.
 # 4. Make the occlusion test harder: draw scenes where every figure overlaps another
 #    (`PeopleOptions`), and check whether τ changes.
 # 5. On a GPU with VOC: train both phases with `--imagenet` and fill in a row of Table 1.

@@ -20,8 +20,8 @@
 #
 # * how A1 stores a plant, and how a generic folder is described by two file-name patterns;
 # * the one geometric map between a file and the model's input, and why the *scale* a model
-#   learned matters more than the resolution (eq. 11.1);
-# * how predictions go back to the file's resolution (eq. 11.2), and why scoring there can
+#   learned matters more than the resolution (eq. {eq}`frame-map`);
+# * how predictions go back to the file's resolution (eq. {eq}`frame-back`), and why scoring there can
 #   disagree with scoring at the model's input;
 # * a train/validation split that depends only on file names;
 # * fine-tuning the shipped synthetic model on real-format data, compared with training from
@@ -76,7 +76,8 @@ print("reading", DATA.relative_to(ROOT) if DATA.is_relative_to(ROOT) else DATA)
 model = ris_lite.load_pretrained()
 
 # %% [markdown]
-# ## 1. What is on disk
+# (your-disk)=
+# ## What is on disk
 #
 # An A1 plant is three files named after it: `plantXXX_rgb.png`, the photograph, stored as RGBA
 # with an opaque alpha channel; `plantXXX_label.png`, a *palette* PNG whose pixel values are leaf
@@ -127,11 +128,12 @@ for i in range(len(cells)):
           f"image {tuple(image.shape)}, {masks.shape[0]} instances, largest id {int(cells.original_labels(i).max())}")
 
 # %% [markdown]
-# ## 2. From a photograph to the model's input
+# (your-photograph-model-s)=
+# ## From a photograph to the model's input
 #
 # The shipped model was trained on 106 × 100 images showing the central part of an A1-sized
 # frame: the synthetic generator draws the whole 530 × 500 scene and keeps its central
-# $1/z$ with $z = 1.8$ (chapter {doc}`Data <02_data>`). What a convolutional network learns is tied to the size of
+# $1/z$ with $z = 1.8$ (chapter {doc}`Data <01_data>`). What a convolutional network learns is tied to the size of
 # things in pixels (a leaf of a given area, a ConvLSTM receptive field of a given reach), so a
 # real photograph must be shown to the model at the same **scale**, not merely at the same
 # resolution. But a real plant need not sit in the middle of its frame, so the reader does
@@ -139,12 +141,11 @@ for i in range(len(cells)):
 # pixels is read **whole**, resized to
 #
 # $$
-# h' = \operatorname{round}(z\,h), \qquad w' = \operatorname{round}(z\,w), \qquad
-# \text{scale } s_y = \frac{z\,h}{H}, \quad s_x = \frac{z\,w}{W},
-# \tag{11.1}
-# $$
+# h' &= \operatorname{round}(z\,h), & w' &= \operatorname{round}(z\,w), \\
+# s_y &= \frac{z\,h}{H}, & s_x &= \frac{z\,w}{W},
+# $$ (frame-map)
 #
-# bilinearly for the image, by nearest neighbour for the labels (an average of two ids is not
+# with scale factors $s_y, s_x$, bilinearly for the image, by nearest neighbour for the labels (an average of two ids is not
 # an id): 191 × 180 for an A1 frame. The network is fully convolutional, so nothing ties it to
 # its training size; the zoom a checkpoint was trained with is stored in it
 # (`model.data_options`), and the command line reads real data at that zoom unless told
@@ -206,7 +207,7 @@ plt.show()
 # images batch). A box is never a fixed crop: where the colour step finds no plant, the whole
 # frame is read.
 #
-# A larger input raises one question about eq. (5.1): its log-softmax runs over *all* pixels,
+# A larger input raises one question about eq. {eq}`inhibition`: its log-softmax runs over *all* pixels,
 # so a frame with 3.24 times the pixels might spread each mask's mass thinner and call for a
 # bias $b$ larger by $\ln 3.24$. `benchmarks/bench_transfer.py` measured it on the test plants
 # drawn as whole frames at the model's scale:
@@ -229,7 +230,7 @@ assert max(sbd_by_shift) - min(sbd_by_shift) < 0.02  # the bias needs no area co
 #
 # The same plants read at the wrong scale (`zoom=1`: the whole frame squeezed into 106 × 100,
 # every leaf 1.8 times smaller than the model has ever seen) against the right one, both scored
-# the official way (section 3):
+# the official way ({numref}`section %s <your-back-photograph-official>`):
 
 # %%
 scores = {}
@@ -240,22 +241,24 @@ for z in (1.0, zoom):
 assert scores[zoom]["sbd"] > scores[1.0]["sbd"]
 
 # %% [markdown]
-# ## 3. Back to the photograph, and the official score
+# (your-back-photograph-official)=
+# ## Back to the photograph, and the official score
 #
 # The challenge scores a prediction against the label file at the file's resolution. A
-# prediction at the model's input goes back through eq. (11.1) in reverse: resized to the
+# prediction at the model's input goes back through eq. {eq}`frame-map` in reverse: resized to the
 # frame box (the whole frame, or the plant box) and pasted into an empty frame. Resizing a label map by nearest neighbour makes
 # staircase edges five pixels tall; `ris_lite.data.folder.upsample_labels` resizes each label's
 # indicator $\mathbb{1}[y = l]$ bilinearly and keeps the largest at each pixel $p$,
 #
 # $$
 # \hat y(p) = \arg\max_{l} \; \bigl(\mathcal{B} \, \mathbb{1}[y = l]\bigr)(p),
-# \tag{11.2}
-# $$
+# $$ (frame-back)
 #
-# with $\mathcal{B}$ the bilinear resize, which gives smooth boundaries and never invents an id.
-# The score gains little from it (a fraction of a point below: the boundaries were coarse
-# before the resize), but the shapes you look at and hand on are the smooth ones.
+# with $\mathcal{B}$ the bilinear resize. It never invents an id, and it turns each block-shaped
+# step of the nearest-neighbour resize into a short slope with rounded corners. It cannot remove
+# the stairs the prediction already had at the model's resolution: in the zoomed panel below
+# (right) they are still there, only softened. The score gains little from it (a fraction of a
+# point below, for the same reason: the boundaries were coarse before the resize).
 
 # %%
 pred = model.predict(at_scale[0][0])[0]
@@ -265,13 +268,13 @@ nearest = torch.from_numpy(np.array(Image.fromarray(pred.numpy().astype(np.int32
 smooth = upsample_labels(pred, (h, w))
 assert set(smooth.unique().tolist()) == set(pred.unique().tolist())
 gt_box = ris_lite.metrics.consecutive_labels(full.original_labels(0)[box])
-for title, up in (("nearest", nearest), ("eq. 11.2", smooth)):
+for title, up in (("nearest", nearest), ("bilinear", smooth)):
     sbd = ris_lite.metrics.symmetric_best_dice(up.long(), gt_box)
     print(f"{title:9s}: SBD against the file's labels {100 * sbd:.1f}")
 
 fig, axes = plt.subplots(1, 2, figsize=(8, 4))
 zoom_in = (slice(h // 2 - 40, h // 2 + 40), slice(w // 2 - 40, w // 2 + 40))
-for ax, (title, up) in zip(axes, (("nearest neighbour", nearest), ("eq. 11.2", smooth))):
+for ax, (title, up) in zip(axes, (("nearest neighbour", nearest), ("bilinear per leaf", smooth))):
     ax.imshow(label_rgb(up[zoom_in]))
     ax.set_title(title)
     ax.set_axis_off()
@@ -300,7 +303,8 @@ assert evaluate_labels(*([x] for x in scoring_pair(cells_small, b, perfect, "ori
 # `ris-lite evaluate` on a real folder scores at the file's resolution; `--resolution input`
 # gives the other number, printed with a warning that it is not the official protocol.
 #
-# ## 4. A split that depends only on file names
+# (your-split-that-depends)=
+# ## A split that depends only on file names
 #
 # A real folder has no seed ranges. `split_ids` ranks the ids by a hash of their names and
 # sends the first 20 % to validation: the same files give the same split on every machine, in
@@ -313,9 +317,10 @@ print(split)
 assert split == split_ids(full.names[::-1], 0.2) and not set(split["train"]) & set(split["val"])
 
 # %% [markdown]
-# ## 5. Fine-tuning the shipped model
+# (your-fine-tuning-shipped)=
+# ## Fine-tuning the shipped model
 #
-# Real images cannot be drawn with a chosen number of leaves, so the curriculum of chapter {doc}`Training <07_training>` is
+# Real images cannot be drawn with a chosen number of leaves, so the curriculum of chapter {doc}`Training <06_training>` is
 # adapted: every stage uses all training images and only the unrolled length grows, up to
 # $\max n + 2$ steps, so that every image's stop signal is trained
 # (`ris_lite.training.curriculum.real_curriculum`). A model that already segments long sequences needs no
@@ -350,7 +355,7 @@ assert stored["init"] == "rosettes" and len(stored["curriculum"]) == 1
 # leaves, no clutter, no blur), split 32/8 by file id and read whole at the model's scale. Both
 # arms run through `ris-lite train` as a user would run them (scratch with the adapted
 # curriculum, fine-tuning with `--init rosettes`), at the fine-tuning default learning rate
-# 5e-4, and both are measured the same way: the RIS loss (eq. 5) on the same 8 validation
+# 5e-4, and both are measured the same way: the RIS loss, eq. {eq}`ris-loss` (the paper's eq. 5), on the same 8 validation
 # images at the full length $\max n + 2$, then SBD and |DiC| after 200 steps.
 
 # %%
@@ -400,10 +405,11 @@ assert final[("fine-tune", "5e-4")] > final[("shipped", "")] > final[("scratch",
 # | paper RIS / RIS+CRF on the A1 test set | 56.8 / 66.6 | 1.1 / 1.1 | – |
 #
 # Its low foreground Dice is the crop at work: 13.7 % of A1's foreground lay outside the
-# central box (section 2), and everything there became background. With the whole-frame reader
+# central box ({numref}`section %s <your-photograph-model-s>`), and everything there became background. With the whole-frame reader
 # those numbers have yet to be measured on real A1 (exercise 5).
 #
-# ## 6. Score, write, check
+# (your-score-write-check)=
+# ## Score, write, check
 #
 # `evaluate --baseline` also runs the watershed pipeline of chapter {doc}`Evaluation <08_evaluation>`, after tuning its two
 # knobs on the data's **own** validation split (the Table 2 entrants tuned on A1's training
@@ -425,7 +431,8 @@ assert abs(scored["sbd"] - scores[zoom]["sbd"]) < 1e-9  # the written files scor
 print(f"scored from the written files: SBD {100 * scored['sbd']:.1f}")
 
 # %% [markdown]
-# ## 7. Your own folder, and what goes wrong
+# (your-folder-goes-wrong)=
+# ## Your own folder, and what goes wrong
 #
 # For a folder of your own, say which files pair up and, for a new model, at what scale and
 # size to read them:
@@ -448,7 +455,8 @@ code = ris_lite_cli(["train", "--data", f"folder:{broken}", "--out", str(broken.
 assert code == 2 and not (broken.parent / "run").exists()
 
 # %% [markdown]
-# ## 8. The gap to new data, measured without new data
+# (your-gap-new-data)=
+# ## The gap to new data, measured without new data
 #
 # A model trained on one generator meets, in a real folder, a scene and a camera it never saw:
 # another tray, another soil, another light. That gap can be measured here, without real data,
@@ -523,7 +531,7 @@ assert styles_gain > 0.10 and styles_cost < 0.02
 #
 # * A real folder is described by two file-name patterns; `LabelledFolder` (and `CVPPP`, the same
 #   with A1's names) reads palette, 8-bit and 16-bit labels into the items the rest of the book uses.
-# * One map takes a file to the model's input (eq. 11.1) and back (eq. 11.2): the whole frame,
+# * One map takes a file to the model's input (eq. {eq}`frame-map`) and back (eq. {eq}`frame-back`): the whole frame,
 #   at the scale the model learned, so a plant at the frame's edge keeps every leaf; a plant
 #   box is an option for prediction. The inhibition bias needs no change for the larger input.
 # * Scores are computed against the untouched label files, with ids renumbered as the scorer
@@ -532,7 +540,7 @@ assert styles_gain > 0.10 and styles_cost < 0.02
 # * Fine-tuning from the synthetic model beats training from scratch at equal steps on
 #   A1-format plants it never saw, at a smaller learning rate than a new model needs.
 # * A held-out look of the generator measures the gap to new data without new data;
-#   randomising the look in training (ours) is one way to narrow it (section 8).
+#   randomising the look in training (ours) is one way to narrow it ({numref}`section %s <your-gap-new-data>`).
 #
 # ## Quick questions
 #
@@ -546,10 +554,10 @@ assert styles_gain > 0.10 and styles_cost < 0.02
 #
 # :::{dropdown} Answers
 # 1. On the way in the labels are the *targets*: any interpolation would invent ids between two
-#    leaves. On the way out the prediction is a label map, too, but eq. (11.2) interpolates each
+#    leaves. On the way out the prediction is a label map, too, but eq. {eq}`frame-back` interpolates each
 #    label's indicator, never the ids, so boundaries come out smooth and every id stays an id.
 # 2. Each leaf covers 1.8² ≈ 3.2 times fewer pixels than in training; small leaves drop below
-#    what the coarse ConvLSTM grid separates, so leaves merge and DiC goes negative (section 2
+#    what the coarse ConvLSTM grid separates, so leaves merge and DiC goes negative ({numref}`section %s <your-photograph-model-s>`
 #    measured it).
 # 3. A leaf smaller than the resize's sampling step vanishes from the resized ground truth; the
 #    file still has it.

@@ -9,8 +9,8 @@
 # %% [markdown]
 # # Putting it together: inference step by step
 #
-# The earlier chapters built RIS one part at a time: the FCN (chapter {doc}`The FCN <03_fcn>`), the ConvLSTM of
-# eq. (1) (chapter {doc}`ConvLSTM <04_convlstm>`), the spatial inhibition and the stop score (chapter {doc}`Spatial inhibition <05_inhibition>`). Until now the
+# The earlier chapters built RIS one part at a time: the FCN (chapter {doc}`The FCN <02_fcn>`), the ConvLSTM of
+# eq. {eq}`convlstm` (the paper's eq. 1) (chapter {doc}`ConvLSTM <03_convlstm>`), the spatial inhibition and the stop score (chapter {doc}`Spatial inhibition <04_inhibition>`). Until now the
 # whole model ran as `RIS.forward` and its answer came out of `RIS.predict`, two black boxes.
 # This chapter opens both. It wires the parts together by hand, runs the loop one step at a time
 # on a test plant, applies the three rules that turn soft masks into a label map, and watches
@@ -18,7 +18,7 @@
 #
 # **What you will learn**
 #
-# * the whole forward pass as four lines per step (eqs. 12.1-12.4), checked against `RIS.forward`;
+# * the whole forward pass as four lines per step (eqs. {eq}`infer-state`–{eq}`infer-labels`), checked against `RIS.forward`;
 # * the prediction rules (threshold, "the earlier step keeps a pixel", stop below ½), checked
 #   against `RIS.predict`;
 # * what the model does at each step: the new leaf, the score, and where it stops compared with
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 import ris_lite
-from ris_lite.viz import overlay
+from ris_lite.viz import magnitude, overlay
 
 device = ris_lite.pick_device()
 # This chapter compares our hand-written inference with the package's to float rounding. On
@@ -56,7 +56,8 @@ n_true = truth_masks.shape[0]
 print(f"test plant 3: {n_true} leaves, image {tuple(image.shape)}")
 
 # %% [markdown]
-# ## 1. One step of RIS, by hand
+# (inference-step-ris-hand)=
+# ## One step of RIS, by hand
 #
 # ```{figure} figures/pipeline.png
 # :width: 100%
@@ -64,40 +65,37 @@ print(f"test plant 3: {n_true} leaves, image {tuple(image.shape)}")
 # The pieces this chapter wires together (the introduction's figure).
 # ```
 #
-# The FCN turns the image $\boldsymbol{I}$ into a feature map $\boldsymbol{x}$ once; the same
-# $\boldsymbol{x}$ is the input of every step. A step $t$ then does four things. The two ConvLSTM
-# layers update their states with {ref}`eq. (1) <eq-1>` (chapter {doc}`ConvLSTM <04_convlstm>`), the first layer reading $\boldsymbol{x}$,
+# The FCN turns the image $\boldsymbol{I}$ into a feature map $\boldsymbol{B}$ once; the same
+# $\boldsymbol{B}$ is the input of every step. A step $t$ then does four things. The two ConvLSTM
+# layers update their states with eq. {eq}`convlstm` (chapter {doc}`ConvLSTM <03_convlstm>`), the first layer reading $\boldsymbol{B}$,
 # the second reading the first layer's output:
 #
 # $$
-# (\boldsymbol{h}^{1}_t, \boldsymbol{c}^{1}_t) = \operatorname{ConvLSTM}_1\bigl(\boldsymbol{x}, \boldsymbol{h}^{1}_{t-1}, \boldsymbol{c}^{1}_{t-1}\bigr), \qquad
-# (\boldsymbol{h}_t, \boldsymbol{c}^{2}_t) = \operatorname{ConvLSTM}_2\bigl(\boldsymbol{h}^{1}_t, \boldsymbol{h}_{t-1}, \boldsymbol{c}^{2}_{t-1}\bigr),
-# \tag{12.1}
-# $$
+# (\boldsymbol{h}^{1}_t, \boldsymbol{c}^{1}_t) &= \operatorname{ConvLSTM}_1\bigl(\boldsymbol{B}, \boldsymbol{h}^{1}_{t-1}, \boldsymbol{c}^{1}_{t-1}\bigr), \\
+# (\boldsymbol{h}_t, \boldsymbol{c}^{2}_t) &= \operatorname{ConvLSTM}_2\bigl(\boldsymbol{h}^{1}_t, \boldsymbol{h}_{t-1}, \boldsymbol{c}^{2}_{t-1}\bigr),
+# $$ (infer-state)
 #
-# all states starting at zero. The spatial inhibition ({doc}`chapter <05_inhibition>`) reads the top state
+# all states starting at zero. The spatial inhibition ({doc}`chapter <04_inhibition>`) reads the top state
 # $\boldsymbol{h}_t$: a $1 \times 1$ convolution gives one number per cell of the grid, a
 # log-softmax over **all** cells makes them compete, and the learned threshold $b$ decides
-# which cells are in the mask (eq. S1):
+# which cells are in the mask (eq. {eq}`inhibition`):
 #
 # $$
-# \hat{\boldsymbol{Y}}_t = \sigma\bigl(\log\operatorname{softmax}(\boldsymbol{w}_m * \boldsymbol{h}_t + a_m) + b\bigr),
-# \tag{12.2}
-# $$
+# \hat{\boldsymbol{Y}}_t = \sigma\bigl(\log\operatorname{softmax}(\boldsymbol{w}_m * \boldsymbol{h}_t + c_m) + b\bigr),
+# $$ (infer-mask)
 #
-# upsampled bilinearly from the grid to the image. The stop score pools the same state (eq. S3):
+# upsampled bilinearly from the grid to the image. The stop score pools the same state (eq. {eq}`stop-score`):
 #
 # $$
-# s_t = \sigma\bigl(\boldsymbol{w}_s^\top \max_{u} \boldsymbol{h}_{t,u} + a_s\bigr).
-# \tag{12.3}
-# $$
+# s_t = \sigma\bigl(\boldsymbol{w}_s^\top \max_{u} \boldsymbol{h}_{t,u} + c_s\bigr).
+# $$ (infer-score)
 #
 # Written out with plain `torch` functions and the shipped model's weights (the LSTM update is
-# eq. (1) with the four gates of one convolution, as chapter {doc}`ConvLSTM <04_convlstm>` fused them):
+# eq. {eq}`convlstm` with the four gates of one convolution, as chapter {doc}`ConvLSTM <03_convlstm>` fused them):
 
 # %%
 def lstm_update(conv: torch.nn.Conv2d, x, h, c):
-    """Eq. (1): the four gates from one convolution of [x, h], then the new (h, c)."""
+    """The ConvLSTM update: the four gates from one convolution of [x, h], then the new (h, c)."""
     i, f, o, g = F.conv2d(torch.cat([x, h], 1), conv.weight, conv.bias, padding=conv.padding).chunk(4, 1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
@@ -105,22 +103,22 @@ def lstm_update(conv: torch.nn.Conv2d, x, h, c):
 
 @torch.no_grad()
 def ris_by_hand(model, images, steps):
-    """images (B, 3, H, W) -> masks (B, T, H, W), scores (B, T): eqs. (12.1)-(12.3)."""
-    x = model.fcn(images)  # chapter 3; computed once
+    """images (B, 3, H, W) -> masks (B, T, H, W), scores (B, T): the three equations above."""
+    x = model.fcn(images)  # the features B, computed once
     B, _, gh, gw = x.shape
     states = [(x.new_zeros(B, model.config.channels, gh, gw),) * 2 for _ in model.lstm.cells]
     masks, scores = [], []
     for _ in range(steps):
         inp = x
-        for k, cell in enumerate(model.lstm.cells):  # eq. (12.1)
+        for k, cell in enumerate(model.lstm.cells):  # the two state updates
             states[k] = lstm_update(cell.conv, inp, *states[k])
             inp = states[k][0]
         h = inp
         logits = F.conv2d(h, model.inhibition.conv.weight, model.inhibition.conv.bias).flatten(1)
-        grid = torch.sigmoid(F.log_softmax(logits, 1) + model.inhibition.b).view(B, 1, gh, gw)  # eq. (12.2)
+        grid = torch.sigmoid(F.log_softmax(logits, 1) + model.inhibition.b).view(B, 1, gh, gw)  # the mask
         masks.append(F.interpolate(grid, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0])
         pooled = h.amax(dim=(2, 3))
-        scores.append(torch.sigmoid(pooled @ model.confidence.linear.weight.T + model.confidence.linear.bias)[:, 0])  # (12.3)
+        scores.append(torch.sigmoid(pooled @ model.confidence.linear.weight.T + model.confidence.linear.bias)[:, 0])  # the score
     return torch.stack(masks, 1), torch.stack(scores, 1)
 
 
@@ -129,16 +127,17 @@ T = n_true + 4
 ours_masks, ours_scores = ris_by_hand(model, images, T)
 with torch.no_grad():
     pkg_masks, pkg_scores = model(images, T)
-same = torch.allclose(ours_masks, pkg_masks, atol=1e-5) and torch.allclose(ours_scores, pkg_scores, atol=1e-5)
-print(f"{T} steps by hand; masks and scores equal RIS.forward's to 1e-5: {same}")
-assert same
+assert torch.allclose(ours_masks, pkg_masks, atol=1e-5) and torch.allclose(ours_scores, pkg_scores, atol=1e-5)
+print(f"{T} steps by hand against RIS.forward: max |mask difference| {magnitude(ours_masks - pkg_masks)}, "
+      f"max |score difference| {magnitude(ours_scores - pkg_scores)} (tolerance 1e-5)")
 
 # %% [markdown]
 # They differ by float rounding only: the package computes the first layer's input half
-# of the gates once per sequence (the input never changes, chapter {doc}`ConvLSTM <04_convlstm>`) and adds the recurrent
+# of the gates once per sequence (the input never changes, chapter {doc}`ConvLSTM <03_convlstm>`) and adds the recurrent
 # half at each step, which sums the same numbers in another order.
 #
-# ## 2. From soft masks to a label map
+# (inference-soft-masks-label)=
+# ## From soft masks to a label map
 #
 # `RIS.predict` turns the sequence into one label map with three rules:
 #
@@ -150,12 +149,11 @@ assert same
 #
 # $$
 # y(p) = \min\bigl\{t \le K : \hat{Y}_t(p) > \tfrac12\bigr\}, \qquad y(p) = 0 \text{ if there is none.}
-# \tag{12.4}
-# $$
+# $$ (infer-labels)
 
 # %%
 def predict_by_hand(masks, scores):
-    """(T, H, W) masks and (T,) scores of one image -> (H, W) labels by eq. (12.4)."""
+    """(T, H, W) masks and (T,) scores of one image -> (H, W) labels by the rule above."""
     below = (scores < 0.5).nonzero()
     K = int(below[0]) if len(below) else len(scores)
     labels = torch.zeros(masks.shape[1:], dtype=torch.int64)
@@ -176,15 +174,16 @@ print(f"kept {K} steps (the score first fell below 1/2 at step {K + 1}); {int(la
       f"truth: {n_true}")
 
 # %% [markdown]
-# ## 3. Watching it work
+# (inference-watching-work)=
+# ## Watching it work
 #
 # Each column below is one step: the soft mask $\hat{\boldsymbol{Y}}_t$ it emits (top), and the
-# label map so far, rule (12.4) applied to the steps up to $t$ (bottom). The score is in the
+# label map so far, rule {eq}`infer-labels` applied to the steps up to $t$ (bottom). The score is in the
 # title; the first step whose score falls below ½ is the stop, and the column is greyed.
 
 # %%
 def label_map_after(t):
-    """Eq. (12.4) over the first t steps (ignoring the stop)."""
+    """The labelling rule over the first t steps (ignoring the stop)."""
     return predict_by_hand(masks[0, :t].cpu(), torch.ones(t))[0]
 
 
@@ -248,9 +247,10 @@ plt.show()
 # Steps kept and leaves labelled differ when a kept step wins no pixel of its own (its leaf
 # was already claimed), which is why DiC in chapter {doc}`Evaluation <08_evaluation>`, counted on label maps, can be lower.
 #
-# ## 4. A step slider
+# (inference-step-slider)=
+# ## A step slider
 #
-# In a running notebook the slider below scrubs through the steps; the strip in section 3 shows
+# In a running notebook the slider below scrubs through the steps; the strip in {numref}`section %s <inference-watching-work>` shows
 # the same frames on the static page, where a slider cannot move.
 
 # %%
@@ -269,15 +269,15 @@ def show_step(t=1):
     plt.show()
 
 
-widgets.interact(show_step, t=widgets.IntSlider(min=1, max=K + 1, value=1, description="step"))
+_ = widgets.interact(show_step, t=widgets.IntSlider(min=1, max=K + 1, value=1, description="step"))
 
 # %% [markdown]
 # ## Summary
 #
-# * One step of RIS is eq. (1) twice (two ConvLSTM layers on the fixed FCN features), a
-#   competition over the grid with a learned threshold (eq. 12.2) and a pooled score (eq. 12.3);
+# * One step of RIS is eq. {eq}`convlstm` twice (two ConvLSTM layers on the fixed FCN features), a
+#   competition over the grid with a learned threshold (eq. {eq}`infer-mask`) and a pooled score (eq. {eq}`infer-score`);
 #   written with plain `torch` calls it matches `RIS.forward` to float rounding.
-# * `RIS.predict` is eq. (12.4): keep the steps before the score first drops below ½, threshold
+# * `RIS.predict` is eq. {eq}`infer-labels`: keep the steps before the score first drops below ½, threshold
 #   each mask at ½, and let the earlier step keep a contested pixel.
 # * Watching the steps shows the order the model chose and that the stop is a learned count:
 #   right or off by one on about half of the 40 plants, off by several leaves on others (the
@@ -314,7 +314,7 @@ widgets.interact(show_step, t=widgets.IntSlider(min=1, max=K + 1, value=1, descr
 # :::{dropdown} Hints
 # 1. `ris_lite.evaluation.metrics.evaluate_labels` scores a list of label maps. 2. Pass the convolution's
 #    output through `torch.sigmoid(logits + model.inhibition.b)`; keep the rest. 3. Use `dic`
-#    from section 3 and `np.argmax`. 4. Chapter {doc}`ConvLSTM <04_convlstm>`: the input half of the first layer's gates.
+#    from {numref}`section %s <inference-watching-work>` and `np.argmax`. 4. Chapter {doc}`ConvLSTM <03_convlstm>`: the input half of the first layer's gates.
 # :::
 #
 # ## What this chapter built in `ris_lite`

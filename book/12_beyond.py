@@ -50,13 +50,14 @@ device = ris_lite.pick_device()
 PRETRAINED = Path(ris_lite.__file__).resolve().parent / "pretrained"
 
 # %% [markdown]
-# ## 1. Where the paper's recipe stops
+# (beyond-where-paper-s)=
+# ## Where the paper's recipe stops
 #
 # The first paper-faithful model this project shipped was trained for 60 minutes with the
 # plateau rule exactly as the paper states it. On our 100 test plants it stood level with
 # the paper's own RIS row on real A1 (56.8 %, 1.1) and with the tuned watershed of the
 # {doc}`evaluation chapter <08_evaluation>`; the model shipped now is the same recipe with
-# one change to the schedule (section 7):
+# one change to the schedule ({numref}`section %s <beyond-diagnosis-leaves-break>`):
 
 # %%
 import json
@@ -77,22 +78,25 @@ print(f"shipped rosettes (4,500 steps, lr hold):  SBD {100 * now['sbd']:.1f} %, 
 #   When that memory is vague, a step paints the rest of a half-finished leaf, or half of a
 #   neighbour: exactly the fragments of the {doc}`evaluation chapter <08_evaluation>`'s figure.
 #
-# ## 2. Lever 1: a schedule that spans the run
+# (beyond-lever-1-schedule)=
+# ## Lever 1: a schedule that spans the run
 #
 # The paper multiplies the learning rate by 0.1 "when the training error plateaus". With a
 # curriculum, plateaus come early and often. A **cosine** schedule instead decays from $\eta_0$
 # to $\eta_{\min}$ exactly over the planned $K$ steps (after $W$ steps of linear warm-up):
 #
 # $$
-# \eta_k = \eta_{\min} + \tfrac12 (\eta_0 - \eta_{\min})
-#          \left(1 + \cos\frac{\pi (k - W)}{K - W}\right), \qquad W \le k \le K. \tag{9.1}
-# $$
+# \eta_k &= \eta_{\min} + \tfrac12 (\eta_0 - \eta_{\min})
+#          \left(1 + \cos\frac{\pi (k - W)}{K - W}\right), \\
+# & W \le k \le K.
+# $$ (cosine-lr)
 #
 # `TrainConfig(schedule="cosine", max_steps=K, warmup_steps=W)` sets it; `TrainConfig.lr_at(k)`
-# is eq. (9.1). The curriculum still advances on validation plateaus; only the learning rate
+# is eq. {eq}`cosine-lr`. The curriculum still advances on validation plateaus; only the learning rate
 # stops listening to them. Below, the learning rate the first paper-faithful run actually used
-# (its log ships as `previous_rosettes_log.csv`), the shipped run with its lr hold (section
-# 7), and the cosine over the first run's number of steps:
+# (its log ships as `previous_rosettes_log.csv`), the shipped run with its lr hold
+# ({numref}`section %s <beyond-diagnosis-leaves-break>`), and the cosine over the first run's
+# number of steps:
 
 # %%
 lr_runs = {}
@@ -111,7 +115,7 @@ print(f"second half of the first run: plateau rule at its floor {np.mean(lr_plat
 fig, ax = plt.subplots(figsize=(7, 2.8))
 for name, (k, lr) in lr_runs.items():
     ax.semilogy(k, lr, label=name)
-ax.semilogy(steps, lr_cosine, label="cosine, eq. (9.1)")
+ax.semilogy(steps, lr_cosine, label="cosine")
 ax.set_xlabel("training step")
 ax.set_ylabel("learning rate")
 ax.legend(fontsize=8)
@@ -119,7 +123,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 3. Lever 2: a canvas of what is done
+# (beyond-lever-2-canvas)=
+# ## Lever 2: a canvas of what is done
 #
 # Ren & Zemel (CVPR 2017) {cite:p}`ren2017recurrent` give the recurrent network a **canvas**: the union of the masks it
 # has already emitted, as an extra input channel. Then "which leaves are done" is *seen*, not
@@ -127,8 +132,8 @@ plt.show()
 #
 # $$
 # \boldsymbol{C}_t = \max_{s < t} \mathbb{1}\left[\hat{\boldsymbol{Y}}_s > \tfrac12\right],
-# \qquad \boldsymbol{C}_1 = \boldsymbol{0}, \tag{9.2}
-# $$
+# \qquad \boldsymbol{C}_1 = \boldsymbol{0},
+# $$ (canvas-teacher)
 #
 # and no gradient flows through it. In `ris_lite` it is a fourth channel of the FCN's input
 # (`RISConfig(canvas=True)`). Two ways to use it were built and measured:
@@ -141,10 +146,10 @@ plt.show()
 #
 # ### Teacher forcing
 #
-# While training, the model's own masks are poor, so a canvas built from them (eq. 9.2) would
+# While training, the model's own masks are poor, so a canvas built from them (eq. {eq}`canvas-teacher`) would
 # teach it from noise. **Teacher forcing** builds the canvas from ground-truth leaves instead.
 # For the single-step model, `split_done` draws $k$ uniformly from $0..n$ and a random set of
-# $k$ leaves as done; the loss is eq. (5) with $T = 1$ over the leaves *not* done (the mask is
+# $k$ leaves as done; the loss is eq. {eq}`ris-loss` (the paper's eq. 5) with $T = 1$ over the leaves *not* done (the mask is
 # matched to the remaining leaf it overlaps most; the score is told "1" if any leaf remains):
 
 # %%
@@ -173,12 +178,12 @@ plt.show()
 #
 # $$
 # \pi(t) = \arg\max_{j \notin \{\pi(1), \dots, \pi(t-1)\}} f_{\mathrm{IoU}}(\hat{\boldsymbol{Y}}_t, \boldsymbol{Y}_j),
-# \qquad \boldsymbol{C}_{t+1} = \boldsymbol{C}_t \vee \boldsymbol{Y}_{\pi(t)}, \tag{9.3}
-# $$
+# \qquad \boldsymbol{C}_{t+1} = \boldsymbol{C}_t \vee \boldsymbol{Y}_{\pi(t)},
+# $$ (canvas-greedy)
 #
-# and the loss of eq. (5) uses these matches (the Hungarian matching of eq. (5) needs all $T$
-# masks first, too late for the canvas of step $t + 1$). `sequence_canvas_loss` is eq. (9.3)
-# plus eq. (5). We check on one plant, with a fresh model, that the canvas seen at step 3 is
+# and the loss of eq. {eq}`ris-loss` uses these matches (the Hungarian matching of eq. {eq}`ris-loss` needs all $T$
+# masks first, too late for the canvas of step $t + 1$). `sequence_canvas_loss` is eq. {eq}`canvas-greedy`
+# plus eq. {eq}`ris-loss`. We check on one plant, with a fresh model, that the canvas seen at step 3 is
 # exactly the two ground-truth leaves matched at steps 1 and 2:
 
 # %%
@@ -198,21 +203,22 @@ loss = sequence_canvas_loss(probe, image[None], targets, counts, lengths=torch.t
 covered = [int(leaf.sum()) for leaf in leaves]
 union_two = probe.seen[2][0, 0].bool()
 matches = [j for j in range(n) if (leaves[j] & union_two).sum() == covered[j]]
-print(f"canvas at step 3 holds {len(matches)} whole ground-truth leaves and nothing else:",
-      len(matches) == 2 and torch.equal(union_two, leaves[matches].any(0)))
+stray = int((union_two & ~leaves[matches].any(0)).sum())
+print(f"canvas at step 3 holds {len(matches)} whole ground-truth leaves; canvas pixels outside them: {stray}")
+assert len(matches) == 2 and stray == 0
 
 # %% [markdown]
 # ### Scheduled sampling
 #
 # A teacher-forced model has only ever seen *perfect* canvases. At inference it sees its own
-# (eq. 9.2): a leaf covered in part leaves a remnant that looks like a leaf still to do, and
+# (eq. {eq}`canvas-teacher`): a leaf covered in part leaves a remnant that looks like a leaf still to do, and
 # the model paints it: a fragment. **Scheduled sampling** closes the gap: with probability
 # $p(k)$ at training step $k$ an image's canvas is the model's own; the chance rises linearly
 # from 0, from a fraction $s$ of the run on, to $p_{\max}$ at its end,
 #
 # $$
-# p(k) = p_{\max} \cdot \min\left(1, \max\left(0, \frac{k / K - s}{1 - s}\right)\right). \tag{9.4}
-# $$
+# p(k) = p_{\max} \cdot \min\left(1, \max\left(0, \frac{k / K - s}{1 - s}\right)\right).
+# $$ (scheduled-sampling)
 #
 # For the single-step model "its own canvas" means a gradient-free rollout of $k$ steps, and a
 # leaf counts as done when the canvas covers at least half of it (`remaining_after`).
@@ -224,12 +230,13 @@ assert p[0] == 0.0 and abs(p[-1] - 0.5) < 1e-12
 plt.figure(figsize=(5, 2.5))
 plt.plot(ks, p)
 plt.xlabel("training step k (K = 3000)")
-plt.ylabel("p(k), eq. (9.4)")
+plt.ylabel("p(k), sampling probability")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 4. Lever 3: a finer mask grid
+# (beyond-lever-3-finer)=
+# ## Lever 3: a finer mask grid
 #
 # Our FCN downsamples by 2, so masks are predicted on a 53 × 50 grid and upsampled; the
 # authors' plant code ran the ConvLSTM on the full 106 × 100 grid (`RISConfig(fcn_stride=1)`),
@@ -257,7 +264,8 @@ print(f"SBD of ground truth through the stride-2 grid: {np.mean(bound):.2f} (the
 assert np.mean(bound) > 0.9
 
 # %% [markdown]
-# ## 5. A fair comparison on a CPU
+# (beyond-fair-comparison-cpu)=
+# ## A fair comparison on a CPU
 #
 # `benchmarks/ablate_learning.py` trains each lever alone and in combination under **equal
 # CPU-minutes**: every arm runs in its own process on one thread, its budget counted in that
@@ -274,6 +282,12 @@ for r in table:
     print(f"{r['arm']:<22}{float(r['cpu_minutes']):>8.1f}{int(r['steps']):>7}{int(r['images']):>8}"
           f"{100 * float(r['sbd']):>8.1f}{float(r['abs_dic']):>7.2f}{float(r['dic']):>7.2f}"
           f"{100 * float(r['fgbg_dice']):>8.1f}")
+# what the text below reads off this table, checked against it
+arm = {r["arm"]: {k: float(r[k]) for k in ("sbd", "abs_dic")} for r in table}
+assert arm["memory"]["sbd"] > arm["paper"]["sbd"]  # the one lever that beat the paper's recipe
+assert arm["paper+cosine"]["sbd"] < arm["paper"]["sbd"]  # the cosine hurt at this budget
+assert arm["memory+ss"]["sbd"] < arm["memory"]["sbd"] and arm["memory+ss"]["abs_dic"] < arm["memory"]["abs_dic"]
+assert arm["canvas+cosine+ss"]["sbd"] < arm["paper"]["sbd"]
 
 # %% [markdown]
 # **What the table says.** Ten CPU-minutes is a short budget: enough to compare how fast each
@@ -299,17 +313,18 @@ for r in table:
 #   is only six convolutions deep. Two pilot variants with more depth, three ConvLSTM
 #   iterations per mask (`canvas_iterations=3`) or an eight-layer FCN, did not help either
 #   (SBD 18 and 32 % on 50 test plants after 5–6 CPU-minutes).
-# * The finer grid was not run: section 4 bounds what it can add, and at four times the cost
+# * The finer grid was not run: {numref}`section %s <beyond-lever-3-finer>` bounds what it can add, and at four times the cost
 #   per step it would have seen a quarter of the plants.
 #
 # The shipped canvas model is therefore the **canvas with memory and teacher forcing only**,
 # trained with the paper's schedule for a fixed 3,000 steps.
 #
-# ## 6. The two shipped models, side by side
+# (beyond-shipped-models-side)=
+# ## The two shipped models, side by side
 #
 # Both shipped models were made by one command each (`ris_lite/pretrained/README.md`):
 # `rosettes`, the paper-faithful RIS, and `rosettes_canvas`, the same network plus the canvas,
-# with memory and teacher forcing (no scheduled sampling: section 5 measured it costing SBD). Their scores on the 100 test plants,
+# with memory and teacher forcing (no scheduled sampling: {numref}`section %s <beyond-fair-comparison-cpu>` measured it costing SBD). Their scores on the 100 test plants,
 # as `ris-lite evaluate --model NAME --json` wrote them when they were shipped:
 
 # %%
@@ -318,6 +333,9 @@ shipped = {name: json.loads((PRETRAINED / f"{name}_test.json").read_text())
 print(f"{'model':<18}{'SBD %':>8}{'|DiC|':>8}{'DiC':>8}{'FgBg %':>8}")
 for name, r in shipped.items():
     print(f"{name:<18}{100 * r['sbd']:>8.1f}{r['abs_dic']:>8.2f}{r['dic']:>8.2f}{100 * r['fgbg_dice']:>8.1f}")
+# the text below: the canvas model ends below the paper-faithful one, most of all on counting
+assert shipped["rosettes_canvas"]["sbd"] < shipped["rosettes"]["sbd"]
+assert shipped["rosettes_canvas"]["abs_dic"] > shipped["rosettes"]["abs_dic"]
 
 # %% [markdown]
 # The same five test plants as the {doc}`evaluation chapter <08_evaluation>`'s figure, predicted live:
@@ -366,14 +384,15 @@ plt.show()
 # %% [markdown]
 # **The canvas model ends below the paper-faithful one**, on segmentation and most of all on
 # counting (the table above: it over-counts by almost two leaves on average). At 10
-# CPU-minutes it had led the paper's recipe in section 5's table, by 1.5 SBD points; over a
+# CPU-minutes it had led the paper's recipe in {numref}`section %s <beyond-fair-comparison-cpu>`'s table, by 1.5 SBD points; over a
 # whole run that lead did not last. The figure shows why: the canvas model splits leaves into
 # fragments and paints them as separate leaves. It was trained only on *perfect* canvases (teacher forcing);
 # on its own canvas the unpainted rest of a half-covered leaf looks like a leaf still to do.
-# That is the exposure gap of section 3, and scheduled sampling is its remedy, but section 5
+# That is the exposure gap of {numref}`section %s <beyond-lever-2-canvas>`, and scheduled sampling is its remedy, but {numref}`section %s <beyond-fair-comparison-cpu>`
 # measured it costing 14 SBD points when it starts early in training (exercise 7).
 #
-# ## 7. A diagnosis: how the leaves break, and three levers it points at
+# (beyond-diagnosis-leaves-break)=
+# ## A diagnosis: how the leaves break, and three levers it points at
 #
 # SBD says how much a model misses, not how. `ris_lite.diagnose(model, dataset)`
 # (module `ris_lite.evaluation.diagnose`; `benchmarks/diagnose.py NAME_OR_CHECKPOINT` prints it
@@ -408,23 +427,23 @@ assert abs(sum(table["segment_kinds"].values()) - 1) < 0.01
 #   `RISConfig(skip="both")`, module `ris_lite.model.skip`) gives the image's local detail
 #   $\boldsymbol{D}(\boldsymbol{X})$, two 3 × 3 convolutions at the FCN's stride, a path around
 #   the FCN: $\boldsymbol{W}_s \boldsymbol{D}$ is added to the features the ConvLSTM reads, and
-#   a 3 × 3 convolution $g$ of the state and the detail is added to the mask logits of eq. (5.1):
+#   a 3 × 3 convolution $g$ of the state and the detail is added to the mask logits of eq. {eq}`inhibition`:
 #
 # $$
 # \hat{\boldsymbol{Y}}_t = \sigma\!\left(\log\operatorname{softmax}\!\left(
-#   \boldsymbol{w}^\top \boldsymbol{h}_t + g(\boldsymbol{h}_t, \boldsymbol{D})\right) + b\right). \tag{9.5}
-# $$
+#   \boldsymbol{w}^\top \boldsymbol{h}_t + g(\boldsymbol{h}_t, \boldsymbol{D})\right) + b\right).
+# $$ (boundary-skip)
 #
 #   Both $\boldsymbol{W}_s$ and $g$ start at zero, so the model starts as the paper's (checked below).
-# * **Nothing pushes a repeat away.** Eq. (5)'s matching only pulls a duplicate toward a leaf
+# * **Nothing pushes a repeat away.** Eq. {eq}`ris-loss`'s matching only pulls a duplicate toward a leaf
 #   it barely overlaps. The **overlap penalty** (ours, `TrainConfig(overlap_weight=w)`) adds $w$
 #   times the share of each step's mass on pixels earlier steps took,
 #
 # $$
 # \Omega = \frac1B \sum_{i}\sum_{t=2}^{T_i}
 #   \frac{\langle \hat{\boldsymbol{Y}}_t, \boldsymbol{U}_t \rangle}{\lVert \hat{\boldsymbol{Y}}_t \rVert_1},
-# \qquad \boldsymbol{U}_t = \mathbb{1}\!\left[\max_{s<t} \hat{\boldsymbol{Y}}_s > \tfrac12\right], \tag{9.6}
-# $$
+# \qquad \boldsymbol{U}_t = \mathbb{1}\!\left[\max_{s<t} \hat{\boldsymbol{Y}}_s > \tfrac12\right],
+# $$ (overlap-penalty)
 #
 #   with $\boldsymbol{U}_t$ detached (`ris_lite.overlap_penalty`).
 
@@ -441,7 +460,7 @@ repeat = torch.zeros(1, 3, 4, 4)
 repeat[0, 0, :2] = 1.0   # step 1 takes the top half
 repeat[0, 1, 2:] = 1.0   # step 2 paints only new pixels: 0
 repeat[0, 2, :2] = 0.5   # step 3 repeats step 1: 1
-print(f"eq. (9.6) on a repeat: {ris_lite.overlap_penalty(repeat).item():.2f}")
+print(f"overlap penalty on a repeat: {ris_lite.overlap_penalty(repeat).item():.2f}")
 assert abs(ris_lite.overlap_penalty(repeat).item() - 1) < 1e-4
 
 # %% [markdown]
@@ -493,12 +512,13 @@ assert abs(now["sbd"] - hold["sbd"]) < 0.001  # the hold arm is the shipped rose
 # about a point behind the hold alone: a gap of two standard errors of a 100-plant mean, so
 # "no gain" rather than "a loss". Duplicates hardly moved in either arm (about a quarter of
 # all steps), so the repeat problem is untouched: the overlap penalty is the lever aimed at it.
-# Its first form, without the threshold in eq. (9.6), made training stall (a training IoU of
+# Its first form, without the threshold in eq. {eq}`overlap-penalty`, made training stall (a training IoU of
 # 0.22 against 0.37 at equal steps) and was stopped; the thresholded form has not been run at
 # length yet (exercise 8). The goals this project set for these levers, SBD 75 % with half the
 # segments whole leaves, are still far off.
 #
-# ## 8. Try it: a few teacher-forced steps
+# (beyond-try-few-teacher)=
+# ## Try it: a few teacher-forced steps
 #
 # `Trainer` runs a canvas model like any other (`RISConfig(canvas=True, canvas_memory=True)`,
 # with `TrainConfig(sampling_final=...)` for scheduled sampling); on the CPU we train a small
@@ -526,7 +546,9 @@ trainer.run(max_steps=config.max_steps, progress=False)
 last = trainer.validate()
 
 # %%
-print("validation loss fell:", last < first)
+# NBVAL_IGNORE_OUTPUT
+# (sixty steps of training: the last digits differ between CPUs; the assert is the check)
+print(f"validation loss {first:.3f} before, {last:.3f} after {config.max_steps} steps")
 assert last < first
 
 # %% [markdown]
@@ -535,26 +557,26 @@ assert last < first
 # * The paper-faithful recipe first stopped near SBD 56 % on our benchmark: its plateau rule
 #   held the learning rate at the floor for most of the second half of the run. Keeping each
 #   rate of the last stage for at least 1,000 steps (`lr_hold_steps`, still the paper's rule)
-#   is the shipped `rosettes` (section 7).
+#   is the shipped `rosettes` ({numref}`section %s <beyond-diagnosis-leaves-break>`).
 # * A **canvas** of what is done, fed back as an input and **teacher-forced** during training
-#   (eqs. 9.2 and 9.3), led the paper's recipe after 10 CPU-minutes, but the shipped canvas
+#   (eqs. {eq}`canvas-teacher` and {eq}`canvas-greedy`), led the paper's recipe after 10 CPU-minutes, but the shipped canvas
 #   model ends below the paper-faithful one after a full run: it over-segments, because it
 #   never saw its own imperfect canvas.
-# * **Scheduled sampling** (eq. 9.4), started at 30 % of a short run, traded 14 SBD points for
+# * **Scheduled sampling** (eq. {eq}`scheduled-sampling`), started at 30 % of a short run, traded 14 SBD points for
 #   better counting; a **cosine** schedule sized to a short run cost 16 points by decaying
 #   during the curriculum; the **single-step** canvas model was too shallow to outline leaves.
 # * `ris_lite.diagnose` says how a model's segments break (whole, fragment, merge, spill),
 #   how often a step repeats a leaf, and how much leaf boundary its features keep. The
-#   boundary **skip** (ours, eq. 9.5) kept more boundary in the features but did not raise
+#   boundary **skip** (ours, eq. {eq}`boundary-skip`) kept more boundary in the features but did not raise
 #   SBD at 4,500 steps; a quarter of all steps still repeat a leaf.
 # * None of these reaches the project's long-run goal (SBD ≥ 85 %, |DiC| ≤ 0.8). The measured
-#   gap points at what to try next: the thresholded overlap penalty (eq. 9.6) at length,
+#   gap points at what to try next: the thresholded overlap penalty (eq. {eq}`overlap-penalty`) at length,
 #   scheduled sampling that starts only once the last curriculum stage is reached, and a mask
 #   head with more depth than one 1 × 1 convolution.
 #
 # ## Exercises
 #
-# 1. *(quick)* In eq. (9.3) the matching is greedy. Build a two-leaf example where greedy and
+# 1. *(quick)* In eq. {eq}`canvas-greedy` the matching is greedy. Build a two-leaf example where greedy and
 #    Hungarian matching differ. Why can the canvas not wait for the Hungarian matching?
 # 2. *(quick)* With teacher forcing only (`sampling_final=0`), what does the model see on its
 #    canvas at inference that it never saw in training? Sketch one plant.
@@ -572,11 +594,11 @@ assert last < first
 #    fraction of `max_steps`: which value puts it there in the shipped run's log?). Does the
 #    canvas model stop over-segmenting?
 # 8. Train the `skip_overlap` arm of `benchmarks/ablate_whole_leaves.py` (the overlap penalty
-#    of eq. 9.6 at weight 0.3) for 4,500 steps and diagnose it. Does the duplicate-step rate
+#    of eq. {eq}`overlap-penalty` at weight 0.3) for 4,500 steps and diagnose it. Does the duplicate-step rate
 #    fall, and at what cost in whole leaves?
 # 9. *(quick)* Run `benchmarks/diagnose.py rosettes` and `benchmarks/diagnose.py
 #    rosettes_canvas`. Which segment kind does the canvas model produce most, and does that
-#    match what section 6's figure shows?
+#    match what {numref}`section %s <beyond-shipped-models-side>`'s figure shows?
 #
 # :::{dropdown} Hints
 # 1. Two leaves A and B, a first mask that overlaps A a little more than B but B's best match
@@ -593,7 +615,7 @@ assert last < first
 # `TrainConfig(schedule="cosine", warmup_steps=..., sampling_final=..., sampling_start=...)`,
 # `TrainConfig.lr_at`, `Trainer.clock`; `ris-lite train --canvas / --canvas-memory / --schedule /
 # --sampling-final`, `ris-lite evaluate --model NAME`; `benchmarks/ablate_learning.py`.
-# For section 7: `ris_lite.diagnose` (module `ris_lite.evaluation.diagnose`) and
+# For {numref}`section %s <beyond-diagnosis-leaves-break>`: `ris_lite.diagnose` (module `ris_lite.evaluation.diagnose`) and
 # `benchmarks/diagnose.py`; `TrainConfig(lr_hold_steps=...)` (`--lr-hold-steps`);
 # `RISConfig(skip=...)` and `BoundarySkip` (module `ris_lite.model.skip`, `--skip`);
 # `TrainConfig(overlap_weight=...)` and `ris_lite.overlap_penalty` (`--overlap-weight`);
