@@ -284,6 +284,9 @@ assert rows[1][2] > rows[0][2] + 1.0  # fixed order: the same answer, reordered,
 # so a square counts once however many steps painted it.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# (300 training steps: the IoUs move in the second decimal with the CPU and its thread count;
+# the assert below is the check, and its bars are far from both results)
 SIDE = 24
 
 
@@ -356,7 +359,7 @@ result = {name: one_to_one_iou(out, test_masks) for name, out in outputs.items()
 both = {name: float(((out[:, 0] > 0.5) & (out[:, 1] > 0.5)).flatten(1).sum(1).gt(18).float().mean())
         for name, out in outputs.items()}  # 18 px: half a square painted by both steps
 for name in nets:
-    print(f"{name:16s} one-to-one IoU on 64 new scenes {result[name]:.1f}; "
+    print(f"{name:16s} one-to-one IoU on 64 new scenes {result[name]:.2f}; "
           f"scenes where both steps paint the same square: {both[name]:.0%}")
 assert result["Hungarian (RIS)"] > 0.85 and result["fixed order"] < 0.65
 

@@ -148,9 +148,9 @@ assert torch.allclose(by_hand.float(), unary_probabilities(kept, "share"), atol=
 #
 # $$
 # k(\mathbf{f}_i, \mathbf{f}_j) = {}&
-#   w_a \exp\!\Bigl(-\frac{\lVert\mathbf{p}_i - \mathbf{p}_j\rVert^2}{2\theta_a^2}
+#   \omega_a \exp\!\Bigl(-\frac{\lVert\mathbf{p}_i - \mathbf{p}_j\rVert^2}{2\theta_a^2}
 #                   -\frac{\lVert\mathbf{I}_i - \mathbf{I}_j\rVert^2}{2\theta_b^2}\Bigr) \\
-# &+ w_s \exp\!\Bigl(-\frac{\lVert\mathbf{p}_i - \mathbf{p}_j\rVert^2}{2\theta_s^2}\Bigr).
+# &+ \omega_s \exp\!\Bigl(-\frac{\lVert\mathbf{p}_i - \mathbf{p}_j\rVert^2}{2\theta_s^2}\Bigr).
 # $$ (crf-kernel)
 #
 # The first, **appearance** kernel says that nearby pixels of similar colour should share a
@@ -347,7 +347,7 @@ plt.show()
 # (crf-table-2-ris)=
 # ## Table 2: RIS and RIS+CRF on our benchmark
 #
-# The CRF's six numbers ($w_a, \theta_a, \theta_b, w_s, \theta_s, \varepsilon$) and the unary rule
+# The CRF's six numbers ($\omega_a, \theta_a, \theta_b, \omega_s, \theta_s, \varepsilon$) and the unary rule
 # were tuned on the **validation** plants only, by a coordinate search
 # (`benchmarks/tune_crf.py`, commands in the pretrained README); the result ships as
 # `ris_lite/pretrained/rosettes_crf.json` and `load_pretrained` puts it in `model.crf_config`.
