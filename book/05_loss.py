@@ -328,12 +328,9 @@ class TwoStepNet(torch.nn.Module):
 
 def one_to_one_iou(pred, truth):
     """Mean IoU of thresholded masks matched one-to-one to the truth; pred, truth (B, 2, H, W)."""
-    ious = []
-    for p, g in zip((pred > 0.5).float(), truth):
-        iou = pairwise_soft_iou(p[None], g[None])[0].numpy()
-        rows_, cols = linear_sum_assignment(-iou)
-        ious.append(iou[rows_, cols].mean())
-    return float(np.mean(ious))
+    iou = pairwise_soft_iou((pred > 0.5).float(), truth)  # (B, 2, 2)
+    pairs = ris_lite.match(iou, counts=[truth.shape[1]] * len(truth))
+    return float(np.mean([iou[b, rows_, cols].mean() for b, (rows_, cols) in enumerate(pairs)]))
 
 
 def train_two_step(loss_fn, steps=300, batch=16):

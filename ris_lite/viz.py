@@ -114,7 +114,7 @@ def magnitude(x) -> str:
     form that reads nearly the same on every machine (the exact float tail differs between
     CPUs and GPUs; the power of ten moves by one at most, which ``book/sanitize.cfg`` allows).
     """
-    value = float(torch.as_tensor(x).detach().abs().max()) if not isinstance(x, (int, float)) else abs(float(x))
+    value = float(torch.as_tensor(x).detach().abs().max())
     if value == 0.0:
         return "0"
     return f"< 1e{int(np.floor(np.log10(value))) + 1:+03d}"

@@ -4,7 +4,8 @@ Every page of ``_build/html`` is opened from disk with no network: it must load 
 console errors, typeset its math with the MathJax copy shipped in the book (no CDN) without a
 TeX error box or a display equation wider than its column (cut off) at 1280 px, keep every
 printed output inside its column, load every image, link only to files that exist, and
-(chapter pages) offer the Colab launch button. A screenshot of each page goes to ``_build/screens/`` for a person to look at.
+(chapter pages) offer the Colab launch button. A screenshot of each page goes to
+``_build/screens/`` for a person to look at.
 
 ``make test`` builds the book and installs the browser first (``make browser``).
 """
