@@ -37,11 +37,13 @@ from .evaluation.evaluate import evaluate_model, predict_dataset
 from .model import crf
 from .model.convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMCellEq1
 from .model.crf import CRFConfig, refine
+from .model.embedding import EmbeddingConfig, EmbeddingModel
 from .model.fcn import FCN, bilinear_kernel
 from .model.fcn8s import FCN8s
 from .model.inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
 from .model.people import people_model_config
 from .model.ris import RIS, RISConfig
+from .model.set_prediction import SetConfig, SetPredictor
 from .model.skip import BoundarySkip
 from .pretrained import load_pretrained
 from .training import canvas
@@ -75,4 +77,5 @@ __all__ = [
     "soft_iou", "tune_baseline", "watershed_leaves", "write_label_png",
     "COCOPeople", "FCN8s", "PeopleDataset", "VOCPeople", "make_people", "make_people_scene", "people",
     "people_eval", "people_model_config", "precision", "BoundarySkip", "diagnose", "overlap_penalty",
+    "EmbeddingConfig", "EmbeddingModel", "SetConfig", "SetPredictor",
 ]

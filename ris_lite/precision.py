@@ -7,8 +7,10 @@ where the processor has bf16 instructions (AVX512-BF16 or AMX) and several times
 than fp32 where oneDNN has to emulate it (AVX2-only CPUs: most laptops, many cloud machines).
 So ``auto`` means:
 
-* CUDA: bf16 autocast where the GPU supports it (``torch.cuda.is_bf16_supported()``: Ampere
-  and newer), else fp16 autocast with a ``torch.amp.GradScaler`` (a T4);
+* CUDA: bf16 autocast where the GPU computes bf16 natively (compute capability 8 and up:
+  Ampere and newer), else fp16 autocast with a ``torch.amp.GradScaler``. A T4 (7.5, Colab's
+  free GPU) emulates bf16, slowly, and ``torch.cuda.is_bf16_supported()`` counts emulation by
+  default: it says True there, so the rule asks the compute capability itself;
 * CPU: bf16 autocast only where it runs natively -- the CPU flags name ``avx512_bf16`` or
   ``amx_bf16`` *and* a one-off micro-timing at the model's own convolution shape shows bf16
   faster than fp32 (about 0.1 s, once per process) -- else fp32.
@@ -77,6 +79,22 @@ def cpu_has_native_bf16() -> bool:
     return bf16_speedup() > 1.1
 
 
+def cuda_has_native_bf16(device: torch.device | str | None = None) -> bool:
+    """True where the GPU ``device`` computes bf16 natively: compute capability 8 or more
+    (``torch.cuda.is_bf16_supported(including_emulation=False)``'s rule)."""
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 runs natively, so faster than fp32, on ``device``: the one rule behind
+    ``auto`` here and the CRF's kernel choice (``ris_lite.model.crf_kernels``)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return cuda_has_native_bf16(device)
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """``precision`` (one of ``PRECISIONS``) on ``device`` -> the precision used: ``"fp32"``,
     ``"bf16"`` or ``"fp16"``. Raises ``ValueError`` for an unknown name or fp16 on a CPU."""
@@ -85,21 +103,26 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         if precision == "auto":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if native_bf16(device) else "fp16"
         return precision
     if precision == "fp16":
         raise ValueError("precision 'fp16' is for CUDA (with a gradient scaler); on a CPU use fp32, bf16 or auto")
     if precision == "auto":
-        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+        return "bf16" if native_bf16(device) else "fp32"
     return precision
 
 
 @functools.cache
 def warn_if_emulated(precision: str, device_type: str) -> None:
-    """One warning per process when bf16 was asked for on a CPU that emulates it."""
-    if precision == "bf16" and device_type == "cpu" and not cpu_has_native_bf16():
+    """One warning per process when bf16 was asked for on a CPU or GPU that emulates it."""
+    if precision != "bf16" or device_type not in ("cpu", "cuda") or native_bf16(device_type):
+        return
+    if device_type == "cpu":
         warnings.warn("bf16 on this CPU is emulated (no AVX512-BF16/AMX) and runs several times slower "
                       "than fp32; use --precision auto or fp32", RuntimeWarning, stacklevel=3)
+    else:
+        warnings.warn("bf16 on this GPU is emulated (compute capability below 8, e.g. a T4) and runs slower "
+                      "than fp16; use --precision auto (fp16 with a gradient scaler)", RuntimeWarning, stacklevel=3)
 
 
 def autocast(precision: str, device: torch.device | str):

@@ -1,6 +1,6 @@
 """Figures: label maps in colour, overlays, galleries, the step-by-step strip (Figs. 4, 7);
-and ``magnitude``, how the book prints a small difference so that it reads the same on every
-machine.
+``magnitude``, how the book prints a small difference so that it reads the same on every
+machine; and ``glue``, how a chapter hands a measured number to its prose.
 
 Used by every chapter of the book; introduced in ``book/01_data`` (label maps in colour) and
 ``book/04_inhibition`` (the step-by-step strip).
@@ -83,38 +83,71 @@ def show_row(images: Sequence, titles: Optional[Sequence[str]] = None, size: flo
 
 
 def sequence_strip(stages: dict, masks: torch.Tensor, scores: torch.Tensor, image_index: int = 0,
-                   steps: Optional[int] = None):
-    """The paper's Fig. 4 / Fig. 7 for one image: rows kappa(h_t), Conv(h_t),
-    log-softmax + b, Y_t, with s_t in the titles. ``stages`` from ``RIS.forward(return_stages=True)``."""
+                   steps: Optional[int] = None, per_row: int = 4):
+    """The paper's Fig. 4 / Fig. 7 for one image: rows kappa(h_t), Conv(h_t), log-softmax + b,
+    Y_t, one column per step with s_t in its title. ``stages`` from ``RIS.forward(return_stages=True)``.
+
+    At most ``per_row`` steps stand side by side; later steps continue in another block of the
+    four rows below, so the figure stays about as wide as the book's column (10 inches) and
+    is not shrunk to an unreadable size.
+    """
     import matplotlib.pyplot as plt
 
     T = masks.shape[1] if steps is None else steps
     kappa = stages["h"][image_index].abs().sum(1)  # (T, h', w')
     rows = [("kappa(h_t)", kappa), ("Conv(h_t)", stages["conv"][image_index].clamp(min=0)),
             ("log-softmax + b", stages["log_softmax_b"][image_index].clamp(min=0)), ("Y_t", masks[image_index])]
-    fig, axes = plt.subplots(len(rows), T, figsize=(1.5 * T, 1.6 * len(rows)), squeeze=False)
-    for r, (name, data) in enumerate(rows):
-        for t in range(T):
-            ax = axes[r, t]
+    blocks, columns = -(-T // per_row), min(T, per_row)
+    fig, axes = plt.subplots(len(rows) * blocks, columns, figsize=(2.4 * columns, 2.1 * len(rows) * blocks),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)  # a last block with fewer steps leaves its right columns empty
+    for t in range(T):
+        block, column = divmod(t, per_row)
+        for r, (name, data) in enumerate(rows):
+            ax = axes[block * len(rows) + r, column]
+            ax.set_visible(True)
             ax.imshow(data[t].detach().cpu().numpy(), cmap="magma" if r < 3 else "gray",
                       vmin=0, vmax=1 if r == 3 else None, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
-            if t == 0:
-                ax.set_ylabel(name, fontsize=8)
+            if column == 0:
+                ax.set_ylabel(name, fontsize=10)
             if r == 0:
-                ax.set_title(f"t={t + 1}  s={float(scores[image_index, t]):.2f}", fontsize=7)
+                ax.set_title(f"t={t + 1}  s={float(scores[image_index, t].detach()):.2f}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def magnitude(x) -> str:
-    """A non-negative difference as the power of ten just above it: ``"< 1e-06"``, or ``"0"``.
+    """The largest absolute value of ``x`` and the power of ten above it: ``"3.2e-07 (< 1e-06)"``.
 
-    What a check should print instead of a bare ``True``: the size of what it measured, in a
-    form that reads nearly the same on every machine (the exact float tail differs between
-    CPUs and GPUs; the power of ten moves by one at most, which ``book/sanitize.cfg`` allows).
+    What a check should print instead of a bare ``True``: the size of what it measured. The
+    value is printed with two significant digits, so the reader sees it; the bound beside it
+    reads nearly the same on every machine (the exact float tail differs between CPUs and
+    GPUs; the power of ten moves by one at most), and is what ``book/sanitize.cfg`` lets nbval
+    compare: the value itself is replaced there. Exactly zero prints ``"0"``.
     """
     value = float(torch.as_tensor(x).detach().abs().max())
     if value == 0.0:
         return "0"
-    return f"< 1e{int(np.floor(np.log10(value))) + 1:+03d}"
+    shown = f"{value:.1e}"
+    # the bound from the printed value, so that a value rounded up to 1.0e-06 reads "< 1e-05"
+    return f"{shown} (< 1e{int(shown.split('e')[1]) + 1:+03d})"
+
+
+def glue(name: str, value) -> None:
+    """Store ``value`` for the book's prose, which shows it with ``{glue:text}`name:.1f```.
+
+    Every number a chapter's text states about our code or runs comes from a stored result or a
+    live output this way (issue 43), so a re-run cannot leave a stale number in the text. In
+    the book's environment it is MyST-NB's ``glue`` (kept in the cell's outputs, not shown);
+    where MyST-NB is not installed (Colab) the value is printed, so the reader still sees it.
+    """
+    if hasattr(value, "item"):  # a NumPy or torch scalar: MyST-NB formats the text of a plain number
+        value = value.item()
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        print(f"{name}: {value}")
+        return
+    myst_glue(name, value, display=False)

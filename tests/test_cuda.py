@@ -74,3 +74,11 @@ def test_crf_on_cuda_matches_the_cpu():
     cpu, gpu = refine(image, masks, config), refine(image.cuda(), masks.cuda(), config)
     agree = (cpu == gpu.cpu()).float().mean()
     assert agree >= 0.99, agree  # float32 kernels; a few ties may flip
+
+
+def test_auto_precision_follows_torchs_native_bf16_rule():
+    """bf16 where this GPU computes it natively (torch's own answer without emulation), else fp16."""
+    from ris_lite.precision import resolve_precision
+
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    assert resolve_precision("auto", "cuda") == ("bf16" if native else "fp16")

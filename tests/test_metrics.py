@@ -48,8 +48,9 @@ def test_best_dice_per_label_says_which_leaf_loses():
     pred[2:, 2:3] = 2
     np.testing.assert_allclose(best_dice_per_label(gt, pred), [1.0, 2 / 3])
     gapped = gt.copy()
-    gapped[gapped == 2] = 3  # id 2 skipped: a leaf with Dice 0, as best_dice counts it
-    np.testing.assert_allclose(best_dice_per_label(gapped, gt), [1.0, 0.0, 1.0])
+    gapped[gapped == 2] = 3  # id 2 skipped: a leaf with Dice 0, as the official code counts it
+    np.testing.assert_allclose(best_dice_per_label(gapped, gt, keep_gaps=True), [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(best_dice_per_label(gapped, gt), [1.0, 1.0])  # by default: ranks
     np.testing.assert_allclose(best_dice_per_label(gt, np.zeros_like(gt)), [0.0, 0.0])
     assert best_dice_per_label(np.zeros_like(gt), gt).shape == (0,)
 
@@ -58,10 +59,19 @@ def test_label_gaps_count_as_zero_like_the_official_code():
     gt = _two_leaves()
     gapped = gt.copy()
     gapped[gapped == 2] = 4  # ids 1 and 4: count = 4, leaves 2 and 3 'exist' with Dice 0
-    assert count_labels(gapped) == 4
-    assert best_dice(gapped, gt) == pytest.approx(2 / 4)
-    assert best_dice(gt, gapped) == pytest.approx(1.0)
-    assert symmetric_best_dice(gapped, gt) == pytest.approx(0.5)
+    assert count_labels(gapped, keep_gaps=True) == 4
+    assert best_dice(gapped, gt, keep_gaps=True) == pytest.approx(2 / 4)
+    assert best_dice(gt, gapped, keep_gaps=True) == pytest.approx(1.0)
+    assert symmetric_best_dice(gapped, gt, keep_gaps=True) == pytest.approx(0.5)
+    assert diff_fg_labels(gapped, gt, keep_gaps=True) == 2
+
+
+def test_label_gaps_are_renumbered_by_default():
+    gt = _two_leaves()
+    gapped = gt.copy()
+    gapped[gapped == 2] = 4  # the same two leaves under ids 1 and 4
+    assert count_labels(gapped) == 2 and diff_fg_labels(gapped, gt) == 0
+    assert symmetric_best_dice(gapped, gt) == 1.0 and symmetric_best_dice(gapped, gapped) == 1.0
 
 
 def test_lowest_value_is_background():

@@ -250,3 +250,35 @@ def test_train_and_evaluate_on_voc(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["n_images"] == 2 and 0.0 <= result["ris"]["ap50"] <= 1.0
     assert main(["train", "--data", f"voc:{tmp_path / 'nothing'}", "--out", str(tmp_path / "r2")]) == 2
+
+
+def test_train_on_coco(tmp_path, capsys):
+    """``coco:PATH`` trains like ``voc:``: the images with people (the dog-only one left out),
+    split by image id; a crowd region is no training target."""
+    pytest.importorskip("pycocotools")
+    from ris_lite import Trainer
+    from ris_lite.cli import main
+    from ris_lite.data.people_readers import coco_image_folder
+
+    truth = json.loads((COCO_DIR / "truth.json").read_text())
+    out = tmp_path / "run"
+    assert main(["train", "--data", f"coco:{COCO_JSON}", "--out", str(out), "--max-steps", "2", "--fcn-width",
+                 "0.0625", "--batch-size", "1", "--val-images", "1", "--eval-every", "2", "--quiet"]) == 0
+    split = json.loads((out / "split.json").read_text())
+    assert sorted([*split["train"], *split["val"]]) == ["1", "2"]
+    assert {**split["train"], **split["val"]} == {k: v["people"] for k, v in truth.items()}
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["trainer"]["step"] == 2 and state["config"]["source"] == f"coco:{COCO_JSON}"
+    assert state["config"]["model"]["input_size"] == [500, 500]
+    t = Trainer.resume(out / "last.pt")
+    ds = t.source.dataset("train", 0, 10, None)
+    assert [len(ds[i][1]) for i in range(len(ds))] == [truth[n]["people"] for n in ds.names]
+    assert coco_image_folder(COCO_JSON) == COCO_DIR / "images"
+    coco = tmp_path / "coco"  # COCO's own layout: annotations/instances_train2017.json beside train2017/
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "train2017").mkdir()
+    (coco / "annotations" / "instances_train2017.json").write_text("{}")
+    assert coco_image_folder(coco / "annotations" / "instances_train2017.json") == coco / "train2017"
+    capsys.readouterr()
+    assert main(["train", "--data", f"coco:{tmp_path / 'instances_none.json'}", "--out", str(tmp_path / "r2")]) == 2
+    assert "no COCO annotation file" in capsys.readouterr().err

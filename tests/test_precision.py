@@ -55,10 +55,41 @@ def test_explicit_settings_are_kept_and_bad_ones_refused(cpu):
         TrainConfig(precision="fp64")
 
 
-@pytest.mark.parametrize("bf16_ok, expected", [(True, "bf16"), (False, "fp16")])
-def test_auto_on_cuda_is_bf16_else_fp16(monkeypatch, bf16_ok, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_ok)
+@pytest.fixture
+def gpu(monkeypatch):
+    """Pretend the CUDA device has the given compute capability. torch's own bf16 answer is
+    True whatever it is, as on a T4, where ``is_bf16_supported()`` counts emulation."""
+    def set_gpu(capability):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+        precision.warn_if_emulated.cache_clear()
+    yield set_gpu
+    precision.warn_if_emulated.cache_clear()
+
+
+@pytest.mark.parametrize("capability, expected", [((6, 1), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"),
+                                                  ((9, 0), "bf16")])
+def test_auto_on_cuda_is_bf16_only_where_the_gpu_computes_it(gpu, capability, expected):
+    """A T4 (7.5) emulates bf16: fp16 with a gradient scaler; an A100 (8.0) or H100 (9.0): bf16.
+    The CRF's kernels follow the same rule."""
+    from ris_lite.model.crf_kernels import fast_bfloat16
+
+    gpu(capability)
     assert precision.resolve_precision("auto", torch.device("cuda")) == expected
+    assert precision.resolve_precision("auto", "cuda:1") == expected
+    assert precision.resolve_precision("fp32", "cuda") == "fp32"  # asked for: kept
+    assert fast_bfloat16(torch.device("cuda")) is (expected == "bf16")
+
+
+@pytest.mark.parametrize("capability, warns", [((7, 5), True), ((8, 6), False)])
+def test_bf16_asked_for_on_a_gpu_that_emulates_it_warns(gpu, capability, warns):
+    gpu(capability)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        precision.warn_if_emulated("bf16", "cuda")
+    assert [str(w.message) for w in seen if "emulated" in str(w.message)] == (
+        ["bf16 on this GPU is emulated (compute capability below 8, e.g. a T4) and runs slower than fp16; "
+         "use --precision auto (fp16 with a gradient scaler)"] if warns else [])
 
 
 def test_autocast_computes_in_the_resolved_dtype():

@@ -2,9 +2,10 @@
 
 import colorsys
 
+import numpy as np
 import torch
 
-from ris_lite.viz import GREEN_HUES, label_rgb, magnitude, palette
+from ris_lite.viz import GREEN_HUES, glue, label_rgb, magnitude, palette
 
 
 def test_palette_is_distinct_and_never_green():
@@ -22,9 +23,25 @@ def test_label_rgb_paints_background_black_and_each_id_its_own_colour():
     assert (rgb[0, 0] == 0).all() and not (rgb[0, 1] == rgb[1, 0]).all() and (rgb[1, 0] == rgb[1, 1]).all()
 
 
-def test_magnitude_prints_the_power_of_ten_above_the_difference():
+def test_magnitude_prints_the_value_and_the_power_of_ten_above_it():
     assert magnitude(0.0) == "0"
     assert magnitude(torch.zeros(3)) == "0"
-    assert magnitude(3e-7) == "< 1e-06"
-    assert magnitude(torch.tensor([-2e-3, 1e-9])) == "< 1e-02"
-    assert magnitude(torch.ones(2, requires_grad=True) * 0.5) == "< 1e+00"
+    assert magnitude(3e-7) == "3.0e-07 (< 1e-06)"
+    assert magnitude(torch.tensor([-2e-3, 1e-9])) == "2.0e-03 (< 1e-02)"
+    assert magnitude(torch.ones(2, requires_grad=True) * 0.5) == "5.0e-01 (< 1e+00)"
+    assert magnitude(9.96e-7) == "1.0e-06 (< 1e-05)"  # the bound of the printed value, which is true
+
+
+def test_glue_without_myst_nb_prints_the_value(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_myst_nb(name, *args, **kwargs):
+        if name.startswith("myst_nb"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_myst_nb)
+    glue("sbd", np.float64(62.9))
+    assert capsys.readouterr().out == "sbd: 62.9\n"  # a plain number, not np.float64(62.9)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import List, Optional, Set
 
 from . import evaluate, predict, train
-from .options import CLIError
+from .options import CLIError, check_numbers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,9 +23,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def given_options(argv: List[str], command: str) -> Set[str]:
+    """The options named on the command line, whatever their value: a second parse of the
+    command's arguments in which no option has a default (``train --resume`` refuses the
+    flags it would ignore, and must tell ``--batch-size 1`` typed from the default 1)."""
+    sub = next(x for x in build_parser()._actions if isinstance(x, argparse._SubParsersAction)).choices[command]
+    options = {x.dest for x in sub._actions if x.option_strings}
+    for x in sub._actions:
+        x.default = argparse.SUPPRESS
+    return options & set(vars(sub.parse_args(argv[argv.index(command) + 1:])))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.given = given_options(argv, args.command)
     try:
+        check_numbers(args)
         return args.func(args)
     except CLIError as e:
         print(f"ris-lite {args.command}: error: {e}", file=sys.stderr)

@@ -20,14 +20,18 @@ from ..evaluation.people_eval import (
     predictions_region_ap,
     tune_people_baseline,
 )
+from ..model.kinds import kind_of
 from .options import (
     CLIError,
     check_data,
+    check_kind,
     common,
     crf_of,
     crf_options,
+    data_errors,
     dataset_of,
     is_people,
+    kind_option,
     load_cli_model,
     precision_of,
     precision_option,
@@ -108,17 +112,22 @@ def cmd_evaluate(a) -> int:
 
     check_data(a.data)
     if is_people(a.data):  # the people model by default
-        return _evaluate_people(a, load_cli_model(a.checkpoint, a.device, a.model or (None if a.checkpoint else "people")))
+        model = load_cli_model(a.checkpoint, a.device, a.model or (None if a.checkpoint else "people"))
+        check_kind(a, model)
+        with data_errors():
+            return _evaluate_people(a, model)
     model = load_cli_model(a.checkpoint, a.device, a.model)
+    check_kind(a, model)
     crf = crf_of(a, model)
     ds = dataset_of(a, model, a.split)
-    result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet, crf=crf,
-                            resolution=a.resolution, precision=precision_of(a, model))
-    method = "ris+crf" if crf else "ris"
-    if crf:
-        result["crf"] = crf.to_dict()
-    if a.baseline:
-        result = {method: result, "watershed": _baseline(a, model, ds)}
+    with data_errors():  # a truncated image or a label of the wrong size: one line, as in train
+        result = evaluate_model(model, ds, max_steps=a.max_steps, progress=not a.json and not a.quiet, crf=crf,
+                                resolution=a.resolution, precision=precision_of(a, model))
+        method = "ris+crf" if crf else kind_of(model)  # "ris", or (ours) "set" / "embedding"
+        if crf:
+            result["crf"] = crf.to_dict()
+        if a.baseline:
+            result = {method: result, "watershed": _baseline(a, model, ds)}
     result["resolution"] = a.resolution if a.data != "synthetic" else "input"
     if a.json:
         print(json.dumps(result))
@@ -137,6 +146,7 @@ def add_parser(sub) -> None:
                    help="real data: score at each label file's own size (official) or at the model's input")
     e.add_argument("--checkpoint", default=None, help="a training checkpoint (default: the shipped model)")
     e.add_argument("--model", default=None, help="a shipped model by name (default rosettes; see load_pretrained)")
+    kind_option(e)
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--max-steps", type=int, default=30)
     precision_option(e, "fp32")

@@ -7,6 +7,9 @@ Explained in the book chapters ``book/06_training`` and ``book/08_evaluation``; 
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +18,9 @@ from ..data.real import open_folder
 from ..data.rosette import DEFAULT_ZOOM, RosetteDataset
 from ..device import pick_device
 from ..model.checkpoint import model_from_checkpoint
-from ..model.crf import CRFConfig
+from ..model.crf import AUTO_EXACT_MAX_PIXELS, BACKENDS, CRFConfig
+from ..model.crf_lattice import LATTICE_INSTALL, require_pydensecrf
+from ..model.kinds import kind_of
 from ..precision import PRECISIONS, resolve_precision, warn_if_emulated
 from ..pretrained import load_pretrained
 
@@ -30,8 +35,72 @@ def check_data(spec: str) -> None:
     kind, _, root = spec.partition(":")
     if kind not in ("cvppp", "folder", "voc") or not root:
         raise CLIError(f"--data must be 'synthetic', 'people', 'cvppp:PATH', 'folder:PATH' or 'voc:PATH', got {spec!r}")
+    if Path(root).is_file():
+        raise CLIError(f"--data {spec}: {root!r} is a file, not a folder: give the folder that holds the data set")
     if not Path(root).is_dir():
         raise CLIError(f"--data {spec}: no such folder {root!r}")
+
+
+#: numeric options and the least value each takes (``True``: the bound itself excluded); every
+#: command's are checked before anything is read or written
+AT_LEAST = {"limit": (1, False), "max_steps": (1, False), "budget_minutes": (0, True), "batch_size": (1, False),
+            "eval_every": (1, False), "stage_max_steps": (1, False), "train_images": (1, False),
+            "val_images": (1, False), "patience": (0, False), "warmup_steps": (0, False), "lr": (0, True)}
+
+
+def check_numbers(a) -> None:
+    """The numeric options of a parsed command line (``AT_LEAST``, ``--val-fraction``) in range."""
+    for dest, (low, strict) in AT_LEAST.items():
+        v = getattr(a, dest, None)
+        if v is not None and (not math.isfinite(v) or v < low or (strict and v == low)):
+            raise CLIError(f"--{dest.replace('_', '-')} must be {'>' if strict else '>='} {low}, got {v}")
+    fraction = getattr(a, "val_fraction", None)
+    if fraction is not None and not 0 < fraction < 1:
+        raise CLIError(f"--val-fraction must be in (0, 1), got {fraction}")
+
+
+@contextmanager
+def data_errors():
+    """A data file that cannot be used (missing, truncated, of the wrong size) as one line, as
+    everywhere else, not a traceback half-way through a command."""
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        raise CLIError(str(e)) from None
+
+
+def check_not_inputs(folder: str, ds, flag: str, consequence: str) -> None:
+    """Refuse an output (or predictions) folder that is a real data set's own: its root, or a
+    folder holding its images or label files."""
+    if not hasattr(ds, "root"):
+        return
+    inputs = {Path(ds.root).resolve()}
+    for i in range(len(ds)):
+        inputs |= {p.resolve().parent for p in (ds.image_path(i), ds.label_path(i)) if p is not None}
+    if Path(folder).resolve() in inputs:
+        raise CLIError(f"{flag} {folder} is a folder of the data set {ds.root} (it holds its images or label "
+                       f"files): {consequence}")
+
+
+def data_kind(spec: str) -> str:
+    """``"people"`` or ``"plants"``: what a ``--data`` (or a run's ``source``) holds."""
+    return "people" if is_people(spec) else "plants"
+
+
+def learned_kind(model) -> str:
+    """What a model learned: its training data's kind, else (old files) its FCN's (FCN-8s: people)."""
+    source = getattr(model, "source", None)
+    if source:
+        return data_kind(source)
+    return "people" if model.config.fcn_variant == "fcn8s" else "plants"
+
+
+def check_kind(a, model) -> None:
+    """A model run on the other kind of data than it learned needs ``--allow-other-kind``."""
+    have, want = learned_kind(model), data_kind(a.data)
+    if have != want and not a.allow_other_kind:
+        raise CLIError(f"the model learned {have} but --data {a.data} holds {want}: its results there mean "
+                       "little; pass --allow-other-kind to run it anyway")
 
 
 def model_zoom(model) -> float:
@@ -94,8 +163,8 @@ def load_cli_model(checkpoint: Optional[str], device: Optional[str], name: Optio
 
 
 def is_people(spec: str) -> bool:
-    """The people stand-in or VOC: data for the people configuration, scored by region AP."""
-    return spec == "people" or spec.startswith("voc:")
+    """The people stand-in, VOC or COCO: data for the people configuration (COCO: training only)."""
+    return spec == "people" or spec.startswith(("voc:", "coco:"))
 
 
 def input_size_of(a):
@@ -111,19 +180,31 @@ def input_size_of(a):
 
 
 def crf_of(a, model):
-    """``--crf`` / ``--crf-config``: False, or the CRFConfig to refine with."""
+    """``--crf`` / ``--crf-config`` / ``--crf-backend``: False, or the CRFConfig to refine with,
+    its backend ``--crf-backend`` (default auto, whatever a config file says)."""
+    if a.crf_backend is not None and not a.crf:
+        raise CLIError("--crf-backend needs --crf")
+    if (a.crf or a.crf_config is not None) and kind_of(model) != "ris":
+        raise CLIError(f"--crf refines RIS's soft masks: a {kind_of(model)} model predicts without it")
     if a.crf_config is not None:
         if not a.crf:
             raise CLIError("--crf-config needs --crf")
         try:
-            return CRFConfig.load(a.crf_config)
+            config = CRFConfig.load(a.crf_config)
         except FileNotFoundError:
             raise CLIError(f"--crf-config: no such file {a.crf_config!r}") from None
         except (ValueError, TypeError) as e:
             raise CLIError(f"--crf-config {a.crf_config}: {e}") from None
-    if not a.crf:
+    elif not a.crf:
         return False
-    return model.crf_config or CRFConfig()
+    else:
+        config = model.crf_config or CRFConfig()
+    if a.crf_backend == "lattice":
+        try:
+            require_pydensecrf()
+        except ImportError as e:
+            raise CLIError(f"--crf-backend lattice: {e}") from None
+    return replace(config, backend=a.crf_backend or "auto")
 
 
 def precision_of(a, model) -> str:
@@ -142,18 +223,28 @@ def crf_options(s):
                    help="RIS+CRF: refine the masks with the paper's dense CRF (the shipped model's "
                         "tuned parameters; defaults for a training checkpoint)")
     s.add_argument("--crf-config", default=None, help="a CRF parameter JSON (CRFConfig.save) for --crf")
+    s.add_argument("--crf-backend", default=None, choices=list(BACKENDS),
+                   help="how --crf computes mean field: exact (every pixel pair: quadratic in pixels), lattice "
+                        f"(Krähenbühl's permutohedral lattice: linear; needs pydensecrf2, {LATTICE_INSTALL}) or "
+                        f"auto (exact up to {AUTO_EXACT_MAX_PIXELS} pixels, the lattice above; the default)")
 
 def precision_option(s, default):
     s.add_argument("--precision", default=default, choices=list(PRECISIONS),
-                   help="auto: bf16 autocast on CUDA (fp16 where the GPU lacks bf16) and on CPUs with native "
+                   help="auto: bf16 autocast on GPUs that compute it natively (compute capability 8+; fp16 on "
+                        "older ones such as a T4) and on CPUs with native "
                         "bf16 (AVX512-BF16/AMX), else fp32; fp16 is CUDA only (default: %(default)s)")
 
 def common(s):
     s.add_argument("--data", default="synthetic",
                    help="'synthetic', 'people' (the people stand-in), 'cvppp:PATH' (a CVPPP A1 folder), "
-                        "'folder:PATH' (images + label images) or 'voc:PATH' (VOC 2012's people)")
+                        "'folder:PATH' (images + label images), 'voc:PATH' (VOC 2012's people) or, to train, "
+                        "'coco:PATH' (the people of a COCO instances .json)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     real_options(s)
+
+def kind_option(s):
+    s.add_argument("--allow-other-kind", action="store_true",
+                   help="run a people model on plants, or a plant model on people (refused otherwise)")
 
 def real_options(s):
     s.add_argument("--image-pattern", default="images/{id}.*",

@@ -9,17 +9,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..data.cvppp import write_label_png
 from ..evaluation.evaluate import score_predictions
 from ..viz import save_overlay
 from .options import (
     CLIError,
     check_data,
+    check_kind,
+    check_not_inputs,
     common,
     crf_of,
     crf_options,
+    data_errors,
     dataset_of,
     is_people,
+    kind_option,
     load_cli_model,
     open_real,
     precision_of,
@@ -35,16 +41,20 @@ def cmd_predict(a) -> int:
     model = load_cli_model(a.checkpoint, a.device, a.model)
     crf = crf_of(a, model)
     ds = dataset_of(a, model, a.split, require_labels=False)
+    check_kind(a, model)
     precision = precision_of(a, model)
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for i in range(len(ds)):
-        image, _ = ds[i]
-        labels = model.predict(image, max_steps=a.max_steps, crf=crf, precision=precision)[0]
-        name = ds.names[i] if hasattr(ds, "names") else f"synthetic{ds.seeds[i]:06d}"
-        full = ds.to_original(labels, i) if hasattr(ds, "to_original") else labels  # the file's own size
-        write_label_png(full, out / f"{name}_label.png")
-        save_overlay(image, labels, out / f"{name}_overlay.png")
+    check_not_inputs(out, ds, "--out", "predictions written there would overwrite its files; choose another --out")
+    with data_errors():  # a truncated image, an unwritable --out: one line, as in train
+        out.mkdir(parents=True, exist_ok=True)
+        # one image at a time: real folders read with --frame plant give each its own size
+        for i in tqdm(range(len(ds)), disable=a.quiet, desc="predict", unit="image"):
+            image = ds.image(i) if hasattr(ds, "image") else ds[i][0]  # a real folder's labels are not read
+            labels = model.predict(image, max_steps=a.max_steps, crf=crf, precision=precision)[0]
+            name = ds.names[i] if hasattr(ds, "names") else f"synthetic{ds.seeds[i]:06d}"
+            full = ds.to_original(labels, i) if hasattr(ds, "to_original") else labels  # the file's own size
+            write_label_png(full, out / f"{name}_label.png")
+            save_overlay(image, labels, out / f"{name}_overlay.png")
     print(json.dumps({"written": len(ds), "out": str(out)}))
     return 0
 
@@ -55,8 +65,10 @@ def cmd_score(a) -> int:
     if a.data == "synthetic" or is_people(a.data):
         raise CLIError("score reads a real folder's labels: --data cvppp:PATH or folder:PATH")
     ds = select_side(a, open_real(a, None, 1.0, frame="whole"), a.split)  # only the label files are read, as they are
+    check_not_inputs(a.predictions, ds, "--predictions", "its label files would be scored against themselves; "
+                     "give the folder predict wrote")
     try:
-        result = score_predictions(a.predictions, ds, a.pattern)
+        result = score_predictions(a.predictions, ds, a.pattern, progress=not a.quiet)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
     print(json.dumps(result))
@@ -70,11 +82,13 @@ def add_parser(sub) -> None:
     splits(r)
     r.add_argument("--checkpoint", default=None)
     r.add_argument("--model", default=None, help="a shipped model by name (default rosettes)")
+    kind_option(r)
     r.add_argument("--limit", type=int, default=None)
     r.add_argument("--max-steps", type=int, default=30)
     precision_option(r, "fp32")
     r.add_argument("--out", default="predictions")
     crf_options(r)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_predict)
     c = sub.add_parser("score", help="score a folder of predicted label PNGs against a real folder's labels")
     c.add_argument("--predictions", required=True, help="folder of predicted label images")
@@ -82,4 +96,5 @@ def add_parser(sub) -> None:
     common(c)
     splits(c)
     c.add_argument("--limit", type=int, default=None)
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_score)

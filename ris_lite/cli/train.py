@@ -11,19 +11,23 @@ import json
 import sys
 from pathlib import Path
 
-from ..data.people_readers import VOCPeople
+from ..data.people_readers import COCOPeople, VOCPeople, coco_image_folder
 from ..model.checkpoint import export, load_checkpoint, run_summary
 from ..model.fcn import FCN
+from ..model.kinds import kind_of
 from ..model.people import people_model_config
-from ..model.ris import RISConfig
+from ..model.ris import RIS, RISConfig
 from ..pretrained import load_model
 from ..training.config import TrainConfig
 from ..training.curriculum import (
     A1_CURRICULUM,
     PEOPLE_CURRICULUM,
+    check_stages,
     people_curriculum,
     real_curriculum,
 )
+from ..training.distributed import Ranks, close_distributed, init_distributed
+from ..training.run_lock import RunFolderBusy, RunLock
 from ..training.trainer import Trainer
 from .options import (
     CLIError,
@@ -35,6 +39,8 @@ from .options import (
     open_real,
     precision_option,
 )
+from .resume import check_resume
+from .successors import successor_model_config, successor_options
 
 #: default learning rates of ``train``: a new model, and fine-tuning one (``--init``), where
 #: 2e-3 undid part of what the shipped model knew (benchmarks/bench_finetune.py)
@@ -43,22 +49,30 @@ SCRATCH_LR, FINE_TUNE_LR = 2e-3, 5e-4
 
 def _new_model_config(a):
     """The model of a new run: the --init checkpoint's, or one built from the flags."""
+    if a.model_kind != "ris" or a.queries is not None or a.embed_dim is not None:
+        return successor_model_config(a)  # ours: RIS's successor families
     if a.init:
         try:
             init = load_model(a.init)
         except (FileNotFoundError, ValueError) as e:
             raise CLIError(f"--init: {e}") from None
+        if kind_of(init) != "ris":
+            raise CLIError(f"--init {a.init} holds a {kind_of(init)} model: pass --model-kind {kind_of(init)}")
         flags = [f for f, on in (("--feedback", a.feedback), ("--coords", a.coords), ("--canvas", a.canvas),
                                  ("--canvas-memory", a.canvas_memory), ("--input-size", a.input_size)) if on]
         if flags:
             raise CLIError(f"{flags[0]} does not combine with --init (the model comes from the checkpoint)")
-        if a.skip != "none":  # zero-initialised: the new model starts as the --init one
+        # zero-initialised options: the new model starts as the --init one
+        added = {k: v for k, v in _count_options(a).items() if v}
+        if a.skip != "none":
             if init.config.skip not in ("none", a.skip):
                 raise CLIError(f"--skip {a.skip}: the --init model already has skip={init.config.skip!r}")
+            added["skip"] = a.skip
+        if added:
             try:
-                return RISConfig.from_dict({**init.config.to_dict(), "skip": a.skip}), init
+                return RISConfig.from_dict({**init.config.to_dict(), **added}), init
             except ValueError as e:
-                raise CLIError(f"--skip: {e}") from None
+                raise CLIError(f"--init with {', '.join(added)}: {e}") from None
         return init.config, init
     if is_people(a.data):  # the paper's people configuration (FCN-8s, 1x1 gates), scaled by --fcn-width
 
@@ -84,13 +98,23 @@ def _new_model_config(a):
         FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
     except ValueError:
         raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
+    model = RISConfig.from_dict({**model.to_dict(), **_count_options(a)})
     if (a.canvas or a.canvas_memory) and (a.feedback or a.coords):
         raise CLIError("--canvas does not combine with --feedback or --coords")
     if a.skip != "none":
         if a.canvas or a.canvas_memory:
             raise CLIError("--skip does not combine with --canvas")
         model = RISConfig.from_dict({**model.to_dict(), "skip": a.skip})
+    try:
+        RIS(model)  # the model's own checks of its options (the union options with a canvas, ...)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     return model, None
+
+
+def _count_options(a) -> dict:
+    """The model options of ``ris_lite.model.counting`` (ours) asked for on the command line."""
+    return {"union_input": a.union_input, "score_sees_union": a.score_sees_union}
 
 
 def _new_trainer(a, out: Path):
@@ -104,11 +128,13 @@ def _new_trainer(a, out: Path):
     if a.data == "people":
         data["size"] = list(model.input_size)
         curriculum = [list(s) for s in PEOPLE_CURRICULUM]
-    elif a.data.startswith("voc:"):
-
+    elif a.data.startswith(("voc:", "coco:")):
+        path = a.data.partition(":")[2]
         try:
-            counts = VOCPeople(a.data.partition(":")[2], "train", cache=False).instance_counts()
-        except (FileNotFoundError, ValueError) as e:
+            reader = (VOCPeople(path, "train", cache=False) if a.data.startswith("voc:")
+                      else COCOPeople(path, coco_image_folder(path), cache=False))
+            counts = reader.instance_counts()
+        except (FileNotFoundError, ValueError, ImportError) as e:
             raise CLIError(str(e)) from None
         curriculum = people_curriculum(counts)
     elif a.data != "synthetic":
@@ -140,26 +166,28 @@ def _new_trainer(a, out: Path):
     if a.curriculum:
         try:
             curriculum = [[int(v) for v in s.split(",")] for s in a.curriculum.split(";")]
-        except ValueError:
-            raise CLIError("--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage)") from None
+            check_stages(curriculum)
+        except ValueError as e:
+            raise CLIError(f"--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage): {e}") from None
     if a.schedule == "cosine" and a.max_steps is None:
         raise CLIError("--schedule cosine needs --max-steps (the cosine spans the whole run)")
     if not 0 <= a.sampling_final <= 1 or not 0 <= a.sampling_start < 1:
         raise CLIError("--sampling-final must be in [0, 1] and --sampling-start in [0, 1)")
-    if a.lr_hold_steps < 0 or a.overlap_weight < 0:
-        raise CLIError("--lr-hold-steps and --overlap-weight must be >= 0")
+    if min(a.lr_hold_steps, a.overlap_weight, a.monotonic_weight, a.score_from_stage) < 0:
+        raise CLIError("--lr-hold-steps, --overlap-weight, --monotonic-weight and --score-from-stage must be >= 0")
     schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps, "lr_hold_steps": a.lr_hold_steps,
-                "overlap_weight": a.overlap_weight,
+                "overlap_weight": a.overlap_weight, "monotonic_weight": a.monotonic_weight,
+                "score_from_stage": a.score_from_stage,
                 "sampling_final": a.sampling_final, "sampling_start": a.sampling_start}
     if a.max_steps is not None:
         schedule["max_steps"] = a.max_steps
     lr = a.lr if a.lr is not None else (FINE_TUNE_LR if init is not None else SCRATCH_LR)
-    cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=lr, batch_size=a.batch_size, seed=a.seed,
-                      curriculum=curriculum, eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
-                      train_images=a.train_images, val_images=a.val_images, patience=a.patience,
-                      precision=a.precision, cpu_bf16=a.cpu_bf16, source=a.data, folder=folder, val_fraction=a.val_fraction,
-                      freeze_fcn=a.freeze_fcn)
     try:
+        cfg = TrainConfig(**schedule, model=model.to_dict(), data=data, lr=lr, batch_size=a.batch_size, seed=a.seed,
+                          curriculum=curriculum, eval_every=a.eval_every, stage_max_steps=a.stage_max_steps,
+                          train_images=a.train_images, val_images=a.val_images, patience=a.patience,
+                          precision=a.precision, cpu_bf16=a.cpu_bf16, source=a.data, folder=folder,
+                          val_fraction=a.val_fraction, freeze_fcn=a.freeze_fcn, model_kind=a.model_kind)
         trainer = Trainer(cfg, out, a.device, data=real)
         if init is not None:
             trainer.load_weights(a.init)
@@ -177,20 +205,53 @@ def cmd_train(a) -> int:
     if a.snapshot_minutes is not None and a.snapshot_minutes <= 0:
         raise CLIError(f"--snapshot-minutes must be > 0, got {a.snapshot_minutes}")
     out = Path(a.out)
-    if a.resume:
-        ckpt = out / "last.pt" if Path(a.resume).is_dir() or a.resume == "auto" else Path(a.resume)
-        try:
-            trainer = Trainer.resume(ckpt, out, a.device)
-        except (FileNotFoundError, ValueError) as e:
-            raise CLIError(str(e)) from None
-    else:
-        trainer = _new_trainer(a, out)
-    print(f"training on {trainer.device}; writing {out}/last.pt and {out}/log.csv", file=sys.stderr)
-    trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet,
-                snapshot_minutes=a.snapshot_minutes)
-    print(json.dumps({"step": trainer.step, "stage": trainer.stage, "minutes": round(trainer.elapsed / 60, 2),
-                      "checkpoint": str(out / "last.pt")}))
+    # under torchrun: join the other ranks (NCCL on GPUs, gloo on CPUs), each on its own GPU
+    a.device = init_distributed(a.device)
+    lock = None
+    try:
+        if Ranks.current().main:  # the rank that writes holds the folder
+            lock = _lock(out)
+        trainer = _resumed_trainer(a, out) if a.resume else _new_trainer(a, out)
+        ranks, batch = trainer.ranks, trainer.config.batch_size
+        if ranks.main:  # rank 0 alone prints and writes
+            where = f"{trainer.device}" if ranks.world == 1 else (
+                f"{ranks.world} ranks ({trainer.device.type}; {ranks.world} x batch {batch} = "
+                f"{ranks.world * batch} images a step)")
+            print(f"training on {where}; writing {out}/last.pt and {out}/log.csv", file=sys.stderr)
+        trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet,
+                    snapshot_minutes=a.snapshot_minutes)
+        if ranks.main:
+            print(json.dumps({"step": trainer.step, "stage": trainer.stage,
+                              "minutes": round(trainer.elapsed / 60, 2), "checkpoint": str(out / "last.pt")}))
+    finally:
+        if lock is not None:
+            lock.release()
+        close_distributed()
     return 0
+
+
+def _lock(out: Path) -> RunLock:
+    """Hold ``out`` for this run: two runs writing one folder would mix their logs and lose a
+    checkpoint (``training.run_lock``)."""
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except RunFolderBusy as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    return lock
+
+
+def _resumed_trainer(a, out: Path) -> Trainer:
+    """``--resume``: the run of a training checkpoint, refused for a model-only file or for flags
+    that differ from its config (``resume.check_resume``)."""
+    ckpt = out / "last.pt" if Path(a.resume).is_dir() or a.resume == "auto" else Path(a.resume)
+    try:
+        check_resume(a, getattr(a, "given", set()), load_checkpoint(ckpt), ckpt)
+        return Trainer.resume(ckpt, out, a.device)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
 
 
 def cmd_export(a) -> int:
@@ -220,6 +281,7 @@ def add_parser(sub) -> None:
     """The ``train`` and ``export`` sub-commands."""
     t = sub.add_parser("train", help="curriculum training; writes OUT/last.pt and OUT/log.csv")
     common(t)
+    successor_options(t)
     t.add_argument("--out", default="runs/ris", help="output folder")
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and save) after this long")
     t.add_argument("--max-steps", type=int, default=None)
@@ -256,6 +318,14 @@ def add_parser(sub) -> None:
                    help="ours: a zero-initialised skip of the image's detail into the ConvLSTM input / mask head")
     t.add_argument("--overlap-weight", type=float, default=0.0,
                    help="ours: weight of a penalty on a step's mass where earlier steps painted (0: the paper's loss)")
+    t.add_argument("--union-input", action="store_true",
+                   help="ours: the detached union of the masks already emitted enters the ConvLSTM (zero-initialised)")
+    t.add_argument("--score-sees-union", action="store_true",
+                   help="ours: the stop score also sees where the current mask lies against that union")
+    t.add_argument("--monotonic-weight", type=float, default=0.0,
+                   help="ours: weight of a penalty on a step's score above the previous step's (0: the paper's loss)")
+    t.add_argument("--score-from-stage", type=int, default=0,
+                   help="ours: the score term of the loss counts from this curriculum stage on (0: the paper)")
     t.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up (cosine schedule)")
     t.add_argument("--sampling-final", type=float, default=0.0,
                    help="canvas models: final chance of training on the model's own canvas")

@@ -283,10 +283,18 @@ class LabelledFolder(LabelMapDataset):
             return torch.zeros(self.original_size(i), dtype=torch.int64)
         return torch.from_numpy(read_label_image(path, self.kind))
 
-    def _item(self, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _index(self, i: int) -> int:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} items")
-        i = i % len(self)
+        return i % len(self)
+
+    def _working_image(self, i: int, image: torch.Tensor) -> torch.Tensor:
+        """Item i's decoded file ``(3, H, W)`` -> its frame box at the working size."""
+        box, size = self.frame_box(i, image), self.working_size(i)
+        return torch.from_numpy(np.stack([self._to_working(c, box, size, Image.BILINEAR) for c in image.numpy()]))
+
+    def _item(self, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        i = self._index(i)
         key = self.names[i]
         if self._cache is not None and key in self._cache:
             return self._cache[key]
@@ -296,7 +304,7 @@ class LabelledFolder(LabelMapDataset):
             raise ValueError(f"{self.kind}: {self.image_path(i)} is {tuple(image.shape[1:])} but "
                              f"{self.label_path(i)} is {tuple(labels.shape)} (rows, columns)")
         box, size = self.frame_box(i, image), self.working_size(i)
-        image = torch.from_numpy(np.stack([self._to_working(c, box, size, Image.BILINEAR) for c in image.numpy()]))
+        image = self._working_image(i, image)
         labels = labels.numpy().astype(np.int32)
         labels = torch.from_numpy(self._to_working(labels, box, size, Image.NEAREST).astype(np.int64))
         item = (image, labels)
@@ -305,8 +313,12 @@ class LabelledFolder(LabelMapDataset):
         return item
 
     def image(self, i: int) -> torch.Tensor:
-        """Item i's ``(3, h, w)`` image at the working size."""
-        return self._item(i)[0]
+        """Item i's ``(3, h, w)`` image at the working size; its label file is not read
+        (prediction needs none, and a bad one must not stop it)."""
+        i = self._index(i)
+        if self._cache is not None and self.names[i] in self._cache:
+            return self._cache[self.names[i]][0]
+        return self._working_image(i, read_image(self.image_path(i), self.kind))
 
     def view(self, ids: Sequence[str], transform=None) -> LabelledFolder:
         """The same folder restricted to ``ids`` (a split, a curriculum stage), sharing the

@@ -6,7 +6,7 @@ Both give the contract of every ``ris_lite`` data set -- item ``i`` is ``(image 
 float32 in [0, 1], masks (n,S,S) bool)`` -- and carry what region AP must leave out:
 ``void(i)`` (VOC's 255 pixels, which outline every object and hide hard regions, plus the
 padding) and ``crowd(i)`` (COCO's ``iscrowd`` regions). ``detections(i, masks, scores)``
-packs a prediction for :func:`ris_lite.metrics.average_precision_r`.
+packs a prediction for :func:`ris_lite.evaluation.metrics.average_precision_r`.
 
 Each image goes to ``S x S`` (500 in the paper) the way the paper describes: shrunk to fit if
 a side is longer than ``S`` (COCO; VOC images are at most 500 pixels), then padded right and
@@ -15,6 +15,9 @@ bottom. ``letterbox`` says where the image went, so predictions map back.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 import warnings
 from pathlib import Path
@@ -211,6 +214,36 @@ class VOCPeople(PersonDataset):
         return image, masks, objects_t == VOC_VOID, torch.zeros(0, *objects.shape, dtype=torch.bool)
 
 
+@functools.lru_cache(maxsize=2)
+def _coco_index(path: str, mtime_ns: int):
+    """pycocotools' index of an instances file, read once per process and file version (COCO's
+    train file is 450 MB; a training run asks for it for its curriculum, its split and each
+    stage's data set)."""
+    try:
+        from pycocotools.coco import COCO
+    except ImportError:
+        raise ImportError("COCOPeople needs pycocotools (pip install pycocotools, or ris-lite[people])") from None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            return COCO(path)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+
+
+def coco_image_folder(annotations) -> Path:
+    """The image folder of a COCO instances file: COCO's own layout (``annotations/
+    instances_train2017.json`` beside ``train2017/``), else ``images/`` beside ``annotations/``."""
+    annotations = Path(annotations)
+    if not annotations.is_file():
+        raise FileNotFoundError(f"no COCO annotation file {annotations}")
+    root, stem = annotations.parent.parent, annotations.stem
+    tried = ([root / stem.partition("_")[2]] if stem.startswith("instances_") else []) + [root / "images"]
+    for folder in tried:
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"{annotations}: no image folder at {' or '.join(str(f) for f in tried)}")
+
+
 class COCOPeople(PersonDataset):
     """The person instances of an MS COCO instances file (needs ``pycocotools``).
 
@@ -225,24 +258,12 @@ class COCOPeople(PersonDataset):
 
     def __init__(self, annotations, images, size: int = 500, ids: Optional[Sequence[int]] = None,
                  category: str = "person", transform=None, cache: bool = True):
-        try:
-            from pycocotools.coco import COCO
-        except ImportError:
-            raise ImportError("COCOPeople needs pycocotools (pip install pycocotools, or ris-lite[people])") from None
         annotations, self.image_dir = Path(annotations), Path(images)
         if not annotations.is_file():
             raise FileNotFoundError(f"no COCO annotation file {annotations}")
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"no image folder {self.image_dir}")
-        try:
-            json.loads(annotations.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{annotations}: not JSON ({e})") from None
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco = COCO(str(annotations))
+        self.coco = _coco_index(str(annotations), annotations.stat().st_mtime_ns)
         cats = self.coco.getCatIds(catNms=[category])
         if not cats:
             raise ValueError(f"{annotations}: no category named {category!r}")
@@ -251,6 +272,16 @@ class COCOPeople(PersonDataset):
         self.names = [str(i) for i in self.ids]
         self.size, self.transform = int(size), transform
         self._init_cache(cache)
+
+    def instance_counts(self) -> List[int]:
+        """People per image (its person annotations that are no crowd), from the annotations
+        alone: no image is decoded. A person the frame shrinks to nothing is dropped when the
+        image is read, so an item may hold fewer."""
+        def people(image_id: int) -> int:
+            anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id], catIds=[self.category], iscrowd=None))
+            return sum(not a.get("iscrowd", 0) for a in anns)
+
+        return [people(i) for i in self.ids]
 
     def _read(self, i: int):
         info = self.coco.loadImgs(self.ids[i])[0]

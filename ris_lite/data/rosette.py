@@ -123,7 +123,7 @@ def make_rosette(seed: int, **options) -> Tuple[torch.Tensor, torch.Tensor]:
         seed: any non-negative integer; the same seed gives the same plant on every machine.
         **options: fields of :class:`RosetteOptions` (``n_leaves=(lo, hi)``, ``size=(H, W)``,
             ``count_sampling``, ``clutter``, ``blur``, ``noise``, ``min_leaf_area``, ``style``:
-            ``"a1"``, ``"random"`` or ``"heldout"``, see :func:`style_look`).
+            ``"a1"``, ``"random"`` or ``"heldout"``, see :func:`~ris_lite.data.styles.style_look`).
 
     Returns:
         image: ``(3, H, W)`` float32 in [0, 1].

@@ -7,7 +7,7 @@ folders scored at their own resolution in ``book/10_your_data``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import torch
 
@@ -43,23 +43,39 @@ def scoring_pair(dataset, i: int, labels: torch.Tensor, resolution: str = "origi
     return consecutive_labels(pair[0]), consecutive_labels(pair[1])
 
 
+def same_size_batches(dataset, batch_size: int = 8) -> Iterator[Tuple[List[int], torch.Tensor]]:
+    """``(indices, images (B, 3, H, W))`` over the items in order, at most ``batch_size`` a
+    batch and all of one size: a new batch starts where the size changes (real folders read
+    with ``frame="plant"`` give each item the size of its own plant box)."""
+    chunk: List[int] = []
+    images: List[torch.Tensor] = []
+    for i in range(len(dataset)):
+        image = dataset[i][0]
+        if images and (len(images) == batch_size or image.shape != images[0].shape):
+            yield chunk, torch.stack(images)
+            chunk, images = [], []
+        chunk.append(i)
+        images.append(image)
+    if images:
+        yield chunk, torch.stack(images)
+
+
 def predict_dataset(model, dataset, max_steps: int = 30, batch_size: int = 8,
                     progress: bool = False, crf=False,
                     resolution: str = "original", precision: str = "fp32") -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
     """Predicted and ground-truth label maps for every item, in order (``crf`` and
     ``precision`` as in ``RIS.predict``: RIS+CRF when true; ``resolution`` as in
-    :func:`scoring_pair`)."""
+    :func:`scoring_pair`). Items are batched by size (:func:`same_size_batches`)."""
     from tqdm.auto import tqdm
 
     preds, gts = [], []
-    idx = list(range(len(dataset)))
-    for s in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="evaluate"):
-        chunk = idx[s:s + batch_size]
-        images = torch.stack([dataset[i][0] for i in chunk])
-        for i, labels in zip(chunk, model.predict(images, max_steps=max_steps, crf=crf, precision=precision)):
-            pred, gt = scoring_pair(dataset, i, labels, resolution)
-            preds.append(pred)
-            gts.append(gt)
+    with tqdm(total=len(dataset), disable=not progress, desc="evaluate", unit="image") as bar:
+        for chunk, images in same_size_batches(dataset, batch_size):
+            for i, labels in zip(chunk, model.predict(images, max_steps=max_steps, crf=crf, precision=precision)):
+                pred, gt = scoring_pair(dataset, i, labels, resolution)
+                preds.append(pred)
+                gts.append(gt)
+            bar.update(len(chunk))
     return preds, gts
 
 
@@ -73,15 +89,19 @@ def evaluate_model(model, dataset, max_steps: int = 30, progress: bool = False,
     return evaluate_labels(preds, gts)
 
 
-def score_predictions(predictions: str | Path, dataset: LabelledFolder, pattern: str = "{id}_label.png") -> dict:
+def score_predictions(predictions: str | Path, dataset: LabelledFolder, pattern: str = "{id}_label.png",
+                      progress: bool = False) -> dict:
     """CVPPP scores of a folder of predicted label images against ``dataset``'s label files,
     both at the files' own resolution (``ris-lite score``). Every item needs its prediction,
-    of the same size as its label file; ids are made consecutive, as the official scorer assumes."""
+    of the same size as its label file; ids are made consecutive, as the official scorer assumes.
+    ``progress``: a bar on stderr."""
+    from tqdm.auto import tqdm
+
     root = Path(predictions)
     if not root.is_dir():
         raise FileNotFoundError(f"no such predictions folder: {root}")
     preds, gts = [], []
-    for i, name in enumerate(dataset.names):
+    for i, name in enumerate(tqdm(dataset.names, disable=not progress, desc="score", unit="image")):
         path = root / pattern.replace("{id}", name)
         if not path.is_file():
             raise FileNotFoundError(f"no prediction for {name}: {path} is missing")

@@ -3,14 +3,17 @@
 Explained in the book chapter ``book/08_evaluation``.
 
 Semantics follow the official CVPPP evaluation code: in a label map the LOWEST value is
-background; ``BestDice(A, B)`` sums, over the labels of A from min+1 to max, the best
-Dice against any label of B from min+1 to max, and divides by ``max - min`` — so an id
-that is skipped counts as a leaf with Dice 0. ``count = max - min``.
+background; ``BestDice(A, B)`` averages, over the labels of A, the best Dice against any
+label of B; ``count`` is the number of labels. Ids are ranks: a raw label map with gaps (a
+deleted leaf, 16-bit instance ids) is scored as its renumbered map, by default. The official
+code sums over every id from min+1 to max and divides by ``max - min``, so a skipped id
+counts as a leaf with Dice 0 and ``count = max - min``: ``keep_gaps=True`` gives exactly that.
+Both cost memory in proportion to the map, whatever the ids' size. Negative ids are an error.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, NamedTuple, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,6 +28,8 @@ def _as_labels(x, name: str) -> np.ndarray:
             a = a.astype(np.int64)
         else:
             raise TypeError(f"{name} must hold integer labels, got dtype {a.dtype}")
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} holds negative ids (down to {a.min()}): ids are 0 (background) and positive")
     return a.astype(np.int64)
 
 
@@ -35,40 +40,61 @@ def _pair(a, b):
     return a, b
 
 
-def _dice_matrix(a: np.ndarray, b: np.ndarray):
-    """Dice of every label of a (min+1..max) against every label of b (min+1..max)."""
-    a0, b0 = a.min(), b.min()
-    na, nb = int(a.max() - a0), int(b.max() - b0)
-    ia, ib = (a - a0).ravel(), (b - b0).ravel()
-    joint = np.bincount(ia * (nb + 1) + ib, minlength=(na + 1) * (nb + 1)).reshape(na + 1, nb + 1)
-    size_a, size_b = joint.sum(1)[1:], joint.sum(0)[1:]
-    inter = joint[1:, 1:]
-    denom = size_a[:, None] + size_b[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice = np.where(denom > 0, 2.0 * inter / np.maximum(denom, 1), 0.0)
-    return dice, na
+def _ranks(a: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(codes (H*W,) int64, ids (k + 1,))``: each pixel's rank among the map's distinct
+    values (0: the lowest, background), and those values in increasing order."""
+    ids, codes = np.unique(a.ravel(), return_inverse=True)
+    return codes.reshape(-1), ids
 
 
-def best_dice_per_label(a, b) -> np.ndarray:
-    """``(max(a) - min(a),)`` array: for each label of a, its best Dice with any label of b
-    (0 for a skipped id or when b has no labels). ``best_dice`` is its mean; the array says
-    *which* leaves lose the score (small ones? partly covered ones?)."""
+def _best_dice_of_labels(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For each label of a present in the map: its best Dice with any label of b, and its id.
+
+    Only the label pairs that overlap are visited (Dice 0 otherwise), so the cost is that of
+    the map, not of the ids: ``(best (k,), ids (k,))``, k the labels of a."""
+    ca, ida = _ranks(a)
+    cb, idb = _ranks(b)
+    ka, kb = max(len(ida) - 1, 0), max(len(idb) - 1, 0)
+    best = np.zeros(ka)
+    if ka == 0 or kb == 0:
+        return best, ida[1:]
+    size_a, size_b = np.bincount(ca, minlength=ka + 1), np.bincount(cb, minlength=kb + 1)
+    both = (ca > 0) & (cb > 0)
+    pairs, inter = np.unique(ca[both] * (kb + 1) + cb[both], return_counts=True)
+    pa, pb = pairs // (kb + 1), pairs % (kb + 1)
+    np.maximum.at(best, pa - 1, 2.0 * inter / (size_a[pa] + size_b[pb]))
+    return best, ida[1:]
+
+
+def best_dice_per_label(a, b, keep_gaps: bool = False) -> np.ndarray:
+    """``(count(a),)`` array: for each label of a, in increasing id order, its best Dice with
+    any label of b (0 when b has no labels). ``best_dice`` is its mean; the array says *which*
+    leaves lose the score (small ones? partly covered ones?). ``keep_gaps=True``: the official
+    code's ``(max(a) - min(a),)`` entries, one per id, 0 for a skipped id (so this array, unlike
+    the scores, grows with the ids' range)."""
     a, b = _pair(a, b)
-    dice, na = _dice_matrix(a, b)
-    if dice.shape[1] == 0:
-        return np.zeros(na)
-    return dice.max(1)
+    best, ids = _best_dice_of_labels(a, b)
+    if not keep_gaps:
+        return best
+    lo = a.min() if a.size else 0
+    out = np.zeros(count_labels(a, keep_gaps=True))
+    out[ids - lo - 1] = best
+    return out
 
 
-def best_dice(a, b) -> float:
-    """BestDice(a, b): mean over a's labels of the best Dice with any label of b (official)."""
-    per_label = best_dice_per_label(a, b)
-    return float(per_label.mean()) if len(per_label) else 0.0
+def best_dice(a, b, keep_gaps: bool = False) -> float:
+    """BestDice(a, b): mean over a's labels of the best Dice with any label of b (0 without
+    labels). ``keep_gaps=True``: the official code's mean over every id from min+1 to max of a,
+    a skipped id counting as a leaf with Dice 0."""
+    a, b = _pair(a, b)
+    best, _ = _best_dice_of_labels(a, b)
+    n = count_labels(a, keep_gaps)
+    return float(best.sum() / n) if n else 0.0
 
 
-def symmetric_best_dice(a, b) -> float:
-    """SBD = min(BestDice(a, b), BestDice(b, a))."""
-    return min(best_dice(a, b), best_dice(b, a))
+def symmetric_best_dice(a, b, keep_gaps: bool = False) -> float:
+    """SBD = min(BestDice(a, b), BestDice(b, a)); ``keep_gaps`` as in :func:`best_dice`."""
+    return min(best_dice(a, b, keep_gaps), best_dice(b, a, keep_gaps))
 
 
 def fg_bg_dice(a, b) -> float:
@@ -79,16 +105,19 @@ def fg_bg_dice(a, b) -> float:
     return 1.0 if s == 0 else float(2.0 * (fa & fb).sum() / s)
 
 
-def count_labels(a) -> int:
-    """Leaves in a label map the official way: ``max - min``."""
+def count_labels(a, keep_gaps: bool = False) -> int:
+    """Leaves in a label map: its distinct values but the lowest (background);
+    ``keep_gaps=True``: the official ``max - min``."""
     a = _as_labels(a, "label map")
-    return int(a.max() - a.min())
+    if a.size == 0:
+        return 0
+    return int(a.max() - a.min()) if keep_gaps else len(np.unique(a)) - 1
 
 
-def diff_fg_labels(pred, gt) -> int:
-    """DiC = count(pred) - count(gt)."""
+def diff_fg_labels(pred, gt, keep_gaps: bool = False) -> int:
+    """DiC = count(pred) - count(gt) (``keep_gaps`` as in :func:`count_labels`)."""
     pred, gt = _pair(pred, gt)
-    return count_labels(pred) - count_labels(gt)
+    return count_labels(pred, keep_gaps) - count_labels(gt, keep_gaps)
 
 
 def consecutive_labels(labels) -> torch.Tensor:

@@ -20,7 +20,8 @@ from typing import Optional
 import torch
 
 from ..device import pick_device
-from .ris import RIS, RISConfig
+from .kinds import build_model
+from .ris import RIS
 
 CHECKPOINT_FORMAT = 1
 
@@ -60,13 +61,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: Optional[str] = None) -> RIS:
-    """The RIS stored in a training checkpoint (or a slim one from ``export``), in eval mode."""
+    """The RIS stored in a training checkpoint (or a slim one from ``export``), in eval mode; ours:
+    the model of the checkpoint's ``model_kind`` (``ris_lite.model.kinds``; none stored: RIS)."""
     state = load_checkpoint(path)
     cfg = state["config"]
-    model_cfg = cfg["model"] if "model" in cfg else cfg
-    model = RIS(RISConfig.from_dict(model_cfg))
-    model.load_state_dict(state["model"])
-    model.data_options = dict(cfg.get("data", {})) if isinstance(cfg, dict) else {}
+    kind = cfg.get("model_kind", "ris") if isinstance(cfg, dict) else "ris"
+    try:
+        model = build_model(kind, cfg["model"] if "model" in cfg else cfg)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:  # a config from elsewhere, or edited by hand
+        raise ValueError(f"{path}: its model config is not a {kind} config ({type(e).__name__}: {e})") from None
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        detail = " ".join(str(e).split())  # torch's message spans lines; a user error is one
+        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
+        raise ValueError(f"{path}: its weights do not fit its model config ({detail})") from None
+    model.data_options = dict(cfg.get("data", {}))
+    #: the training data's ``source`` ("synthetic", "cvppp:PATH", "people", ...), when stored
+    model.source = cfg.get("source")
     return model.to(pick_device(device) if device else "cpu").eval()
 
 

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import torch
 
-from ..precision import cpu_has_native_bf16
+from ..precision import native_bf16
 
 
 def fast_bfloat16(device: torch.device) -> bool:
-    """Whether a bfloat16 kernel is faster here: a GPU with bf16, or a CPU that computes it
-    natively (``ris_lite.precision.cpu_has_native_bf16``; emulated bf16 is slower than fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_native_bf16()
+    """Whether a bfloat16 kernel is faster here: where bf16 runs natively, by the rule of
+    ``--precision auto`` (``ris_lite.precision.native_bf16``: a GPU of compute capability 8 or
+    more, a CPU with native bf16); emulated bf16 is slower than fp32."""
+    return native_bf16(device)
+
+
+def pixel_features(image: torch.Tensor):
+    """``image (C, H, W)`` -> ``(position (N, 2), colour (N, C))`` float32, pixels in raster
+    order, position as (row, column) in pixels: what the kernels' features are made of."""
+    _, height, width = image.shape
+    ys, xs = torch.meshgrid(torch.arange(height, device=image.device, dtype=torch.float32),
+                            torch.arange(width, device=image.device, dtype=torch.float32), indexing="ij")
+    return torch.stack([ys, xs], -1).reshape(-1, 2), image.float().permute(1, 2, 0).reshape(-1, image.shape[0])
 
 
 class DenseGaussian:

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..precision import autocast, resolve_precision
+from .assembly import assemble, drop_small, first_claim_labels  # noqa: F401  (first_claim_labels: its public home)
 from .convlstm import ConvLSTM, ConvLSTMCell
+from .counting import UnionInput, UnionScore
 from .fcn import FCN
 from .fcn8s import FCN8s
 from .inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
@@ -68,6 +70,12 @@ class RISConfig:
     #: FCN into the ConvLSTM's input ("input"), the mask head ("mask") or both ("both");
     #: ``ris_lite.model.skip``, chapter ``book/12_beyond``. "none" is the paper's model.
     skip: str = "none"
+    #: ours, not the paper's (``ris_lite.model.counting``): the detached union of the masks
+    #: already emitted enters the first ConvLSTM layer (zero-initialised)
+    union_input: bool = False
+    #: ours, not the paper's: the stop score also sees where the current mask lies against that
+    #: union (``counting.score_statistics``; zero-initialised)
+    score_sees_union: bool = False
     extra: dict = field(default_factory=dict)  # free-form notes kept in checkpoints; unused by the model
 
     def to_dict(self) -> dict:
@@ -110,6 +118,8 @@ class RIS(nn.Module):
             raise ValueError(f"skip must be one of {', '.join(SKIP_KINDS)}, got {c.skip!r}")
         if c.skip != "none" and (c.canvas or c.fcn_variant == "fcn8s"):
             raise ValueError("skip needs the plant FCN and no canvas")
+        if c.canvas and (c.union_input or c.score_sees_union):
+            raise ValueError("union_input and score_sees_union are for RIS without a canvas")
         if c.fcn_variant == "fcn8s":
             self.fcn = FCN8s(fcn_inputs, c.channels, width=c.fcn_width, batch_norm=c.fcn_batch_norm)
         else:
@@ -120,6 +130,8 @@ class RIS(nn.Module):
         if c.feedback:  # (previous mask, union so far) -> extra gate pre-activations of layer 0
             self.feedback = nn.Conv2d(2, 4 * c.channels, c.lstm_kernel, padding=c.lstm_kernel // 2, bias=False)
             nn.init.uniform_(self.feedback.weight, -0.08, 0.08)
+        self.union_input = UnionInput(c.channels, c.lstm_kernel) if c.union_input else None
+        self.union_score = UnionScore(c.channels) if c.score_sees_union else None
         self.skip = (BoundarySkip(c.in_channels, c.channels, c.fcn_stride, c.skip)
                      if c.skip != "none" else None)
         fh, fw = self.fcn.output_size(*c.input_size)
@@ -172,7 +184,8 @@ class RIS(nn.Module):
         """Unroll ``steps`` iterations. ``return_stages=True`` adds a dict of per-step
         intermediates for figures: ``features``, ``h`` (top layer, (B,T,d,h',w')),
         ``conv`` and ``log_softmax_b`` ((B,T,h',w')), and every layer's state ``h_layers`` /
-        ``c_layers`` ((B,T,layers,d,h',w')). ``score_logits`` returns scores before
+        ``c_layers`` ((B,T,layers,d,h',w')); with ``union_input`` or ``score_sees_union`` also
+        the ``union`` of earlier masks that each step read ((B,T,h',w')). ``score_logits`` returns scores before
         the sigmoid (for a numerically stable loss)."""
         self._check(images)
         if self.config.canvas:
@@ -190,15 +203,21 @@ class RIS(nn.Module):
         out_size = self.fcn.frame_size(H, W) if self.config.upsample else None
         cell0 = self.lstm.cells[0]  # fused cells: the fixed input's gate half is done once
         first_proj = cell0.project_input(features) if isinstance(cell0, ConvLSTMCell) else None
-        if first_proj is None and self.feedback is not None:
-            raise TypeError("mask feedback needs fused ConvLSTMCell layers")
+        if first_proj is None and (self.feedback is not None or self.union_input is not None):
+            raise TypeError("mask feedback and union_input need fused ConvLSTMCell layers")
         states = self.lstm.init_states(features)
         fed_back = (features.new_zeros(features.shape[0], 2, *features.shape[2:])
                     if self.feedback is not None else None)
+        # what earlier steps emitted, at the feature grid, detached (``counting``, ours)
+        tracks_union = self.union_input is not None or self.union_score is not None
+        union = features.new_zeros(features.shape[0], *features.shape[2:]).float() if tracks_union else None
         masks, scores, hs, history = [], [], [], []
         stages = {"conv": [], "log_softmax_b": []}
+        seen = []  # the union each step read (``return_stages``)
         for _ in range(steps):
             proj = first_proj if fed_back is None else first_proj + self.feedback(fed_back)
+            if self.union_input is not None:
+                proj = proj + self.union_input(union)
             states = self.lstm.step(features, states, proj)
             h = states[-1][0]
             extra = None if detail is None else self.skip.mask_term(h, detail)
@@ -209,7 +228,16 @@ class RIS(nn.Module):
                 small = torch.sigmoid(st["log_softmax_b"])
                 fed_back = torch.stack([small, torch.maximum(fed_back[:, 1], small)], 1)
             masks.append(m)
-            scores.append(self.confidence(h, logits=score_logits))
+            if union is None:
+                scores.append(self.confidence(h, logits=score_logits))
+            else:
+                small = torch.sigmoid(st["log_softmax_b"]).detach().float()
+                z = self.confidence(h, logits=True)
+                if self.union_score is not None:
+                    z = z + self.union_score(h, small, union)
+                scores.append(z if score_logits else torch.sigmoid(z))
+                seen.append(union)
+                union = torch.maximum(union, small)
             if return_stages:
                 hs.append(h)
                 history.append(states)
@@ -219,6 +247,8 @@ class RIS(nn.Module):
         if not return_stages:
             return masks, scores
         stages = {k: torch.stack(v, 1) for k, v in stages.items()}
+        if seen:
+            stages["union"] = torch.stack(seen, 1)
         stages.update(features=features, h=torch.stack(hs, 1),
                       h_layers=torch.stack([torch.stack([h for h, _ in st], 1) for st in history], 1),
                       c_layers=torch.stack([torch.stack([c for _, c in st], 1) for st in history], 1))
@@ -285,10 +315,10 @@ class RIS(nn.Module):
         return masks, scores, stages
 
     def _as_batch(self, images) -> torch.Tensor:
-        images = torch.as_tensor(images)
-        if images.ndim == 3:
-            images = images.unsqueeze(0)
-        return images.to(self.device, torch.float32)
+        """Images as ``(B,C,H,W)`` float32 in [0, 1] on the model's device (``model.inputs``)."""
+        from .inputs import as_image_batch
+
+        return as_image_batch(images, self.config.in_channels, self.config.input_size, self.device)
 
     @torch.no_grad()
     def kept_masks(self, images, max_steps: int = 30, score_threshold: float = 0.5,
@@ -298,9 +328,14 @@ class RIS(nn.Module):
         ``score_threshold`` (``k = max_steps`` when no score falls below it).
         ``return_scores`` gives ``(masks, scores (k,))`` pairs instead.
 
-        Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays. ``precision`` as in
+        Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays, float in [0, 1] or uint8
+        0..255 (divided by 255); NaN, infinity or ``max_steps < 1`` is an error, an image far
+        above the input size a warning (``ris_lite.model.inputs``). ``precision`` as in
         ``ris_lite.precision`` (default fp32: scores that any machine reproduces; ``"auto"``
         autocasts where the hardware makes it faster)."""
+        from .inputs import check_max_steps
+
+        check_max_steps(max_steps)
         images = self._as_batch(images)
         was_training = self.training
         self.eval()
@@ -320,12 +355,16 @@ class RIS(nn.Module):
 
     @torch.no_grad()
     def predict(self, images, max_steps: int = 30, mask_threshold: float = 0.5,
-                score_threshold: float = 0.5, crf=False, precision: str = "fp32") -> List[torch.Tensor]:
+                score_threshold: float = 0.5, crf=False, precision: str = "fp32",
+                assembly: str = "first", min_size: int = 0) -> List[torch.Tensor]:
         """Label maps for a batch: stop at the first score below ``score_threshold``.
 
-        Accepts ``(3,H,W)`` or ``(B,3,H,W)`` tensors or numpy arrays. A pixel claimed by two
-        steps stays with the earlier one. Returns a list of ``(H, W)`` int64 label maps on the
-        CPU with background 0 and ids 1..k consecutive in the order found.
+        Accepts images as :meth:`kept_masks` does (uint8 0..255 is divided by 255). A pixel
+        claimed by two steps stays with the earlier one (``assembly="first"``, the paper; ``"argmax"``, ours:
+        with the step of highest score-weighted mask, ``ris_lite.model.assembly``), and segments
+        under ``min_size`` pixels become background (0: none, the paper). Returns a list of
+        ``(H, W)`` int64 label maps on the CPU with background 0 and ids 1..k consecutive in
+        the order found.
 
         ``crf=True`` refines the kept soft masks with the paper's dense CRF (RIS+CRF,
         ``ris_lite.model.crf.refine``) using ``self.crf_config`` (the parameters tuned for a shipped
@@ -333,30 +372,15 @@ class RIS(nn.Module):
         ``precision``: as in :meth:`kept_masks`.
         """
         images = self._as_batch(images)
-        kept = self.kept_masks(images, max_steps, score_threshold, precision=precision)
+        kept = self.kept_masks(images, max_steps, score_threshold, return_scores=True, precision=precision)
         if crf is False or crf is None:
-            return [first_claim_labels(m, mask_threshold) for m in kept]
+            return [assemble(m, s, assembly, mask_threshold, min_size) for m, s in kept]
         from .crf import CRFConfig, refine
 
         if crf is not True and not isinstance(crf, CRFConfig):
             raise TypeError(f"crf must be a bool or a CRFConfig, got {type(crf).__name__}")
         config = crf if isinstance(crf, CRFConfig) else (self.crf_config or CRFConfig())
-        return [refine(image, m, config) for image, m in zip(images, kept)]
-
-
-def first_claim_labels(masks: torch.Tensor, mask_threshold: float = 0.5, return_steps: bool = False):
-    """Soft masks ``(k, H, W)`` in RIS's order -> ``(H, W)`` int64 labels: a pixel belongs to
-    the first mask above ``mask_threshold`` that claims it; ids 1..k' consecutive (a mask left
-    with no pixel of its own gets no id). ``return_steps`` also returns the ``(k',)`` index
-    of the mask each id came from."""
-    labels = torch.zeros(masks.shape[1:], dtype=torch.int64)
-    steps = []
-    for t, m in enumerate(masks):
-        new = (m > mask_threshold) & (labels == 0)
-        if new.any():
-            steps.append(t)
-            labels[new] = len(steps)
-    return (labels, torch.tensor(steps, dtype=torch.int64)) if return_steps else labels
+        return [drop_small(refine(image, m, config), min_size) for image, (m, _) in zip(images, kept)]
 
 
 def with_coordinates(images: torch.Tensor) -> torch.Tensor:

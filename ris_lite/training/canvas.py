@@ -136,7 +136,7 @@ def sequence_canvas_loss(model, images: torch.Tensor, targets: torch.Tensor, cou
     leaf step t took): step t takes the free leaf of highest soft IoU. Image i's canvas grows by
     that ground-truth leaf (teacher forcing) or, where ``own_canvas[i]``, by the model's own
     mask > 0.5 (scheduled sampling). No gradient flows through the canvas or the choice.
-    Shapes as in :func:`ris_lite.ris_loss`; ``lengths (B,)`` as the curriculum's min(L, n + 2).
+    Shapes as in :func:`ris_lite.training.loss.ris_loss`; ``lengths (B,)`` as the curriculum's min(L, n + 2).
     """
     B, N, H, W = targets.shape
     dev = images.device

@@ -8,7 +8,8 @@ random generators (the data order, the global torch RNG), the gradient scaler of
 the curriculum events, and the counters of ``TrainerCounters``: the step, the images seen, the
 curriculum stage and the steps spent in it, the plateau rule's best loss and bad evaluations,
 the training time and the snapshots kept. So a run stopped and resumed repeats the
-uninterrupted one step for step (tested).
+uninterrupted one step for step (tested). A run of several ranks (``distributed``) stores rank
+0's state and its number of ranks; the other ranks' draws are seeded by the step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..model.checkpoint import CHECKPOINT_FORMAT
+from ..model.kinds import kind_of
 
 COUNTERS = ("step", "images_seen", "stage", "stage_step", "best_val", "bad_evals", "elapsed", "snapshots_kept")
 
@@ -69,6 +71,7 @@ def trainer_state(t) -> dict:
         "torch_rng": torch.get_rng_state(),
         "trainer": {k: getattr(t, k) for k in COUNTERS},
         "events": t.events,
+        "world_size": t.ranks.world,
         **({"scaler": t.scaler.state_dict()} if t.scaler is not None else {}),
     }
 
@@ -94,16 +97,37 @@ def restore_trainer(t, state: dict) -> None:
     used_before = state.get("precision", {}).get("used")
     if used_before is not None and used_before != t.precision:  # resumed on another kind of machine
         t.events.append({"step": t.step, "event": f"precision {used_before} -> {t.precision} on {t.device.type}"})
+    world_before = state.get("world_size", 1)
+    if world_before != t.ranks.world:  # the batch of a step changes with the number of ranks
+        t.events.append({"step": t.step, "event": f"ranks {world_before} -> {t.ranks.world}"})
+
+
+#: model options that start as a no-op (zero-initialised, ours): a model may add them to an
+#: ``init`` without them and starts exactly as that ``init``; value off, and their weights' prefix
+ADDABLE = {"skip": ("none", "skip."), "union_input": (False, "union_input."),
+           "score_sees_union": (False, "union_score.")}
 
 
 def load_init_weights(model, init, source: str) -> None:
     """Copy the weights of ``init`` (a RIS) into ``model`` for fine-tuning; the architectures
-    must agree, except that ``model`` may add a zero-initialised skip (``ris_lite.model.skip``,
-    ours) to an ``init`` without one: it then starts as ``init``."""
+    must agree, except that ``model`` may add the zero-initialised options of ``ADDABLE`` (the
+    boundary skip, the union input and score of ``ris_lite.model.counting``; ours) to an
+    ``init`` without them: it then starts as ``init``. A set or embedding model (ours) starts
+    only from a model of its own kind and config."""
+    if kind_of(model) != kind_of(init):
+        raise ValueError(f"{source}: a {kind_of(init)} model cannot start a {kind_of(model)} model's training")
     mine, theirs = model.config.to_dict(), init.config.to_dict()
-    added_skip = theirs["skip"] == "none" and mine["skip"] != "none"
-    if {**mine, "skip": "none"} != {**theirs, "skip": "none"} or (mine["skip"] != theirs["skip"] and not added_skip):
+    if kind_of(model) != "ris":
+        if mine != theirs:
+            raise ValueError(f"{source}: its model config differs from this trainer's")
+        model.load_state_dict(init.state_dict())
+        return
+    off = {k: v for k, (v, _) in ADDABLE.items()}
+    added = [k for k, (v, _) in ADDABLE.items() if theirs.get(k, v) == v and mine[k] != v]
+    changed = [k for k in ADDABLE if mine[k] != theirs.get(k, off[k]) and k not in added]
+    if {**mine, **off} != {**theirs, **off} or changed:
         raise ValueError(f"{source}: its model config differs from this trainer's")
-    missing, unexpected = model.load_state_dict(init.state_dict(), strict=not added_skip)
-    if unexpected or any(not k.startswith("skip.") for k in missing):
+    missing, unexpected = model.load_state_dict(init.state_dict(), strict=not added)
+    new = tuple(ADDABLE[k][1] for k in added)
+    if unexpected or any(not k.startswith(new) for k in missing):
         raise ValueError(f"{source}: weights do not fit this trainer's model ({missing + unexpected})")

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import InitVar, asdict, dataclass, field
 from typing import List, Optional
 
+from ..model.kinds import check_kind, model_config
 from ..model.ris import RISConfig
 from ..precision import PRECISIONS
 from .canvas import sampling_probability
-from .curriculum import A1_CURRICULUM
+from .curriculum import A1_CURRICULUM, check_stages
 from .schedule import cosine_lr
 
 
@@ -36,8 +37,9 @@ class TrainConfig:
     min_lr: float = 1e-6
     max_steps: int = 1_000_000
     seed: int = 0
-    #: "auto" (bf16 autocast on CUDA, fp16 + a gradient scaler on GPUs without bf16, and on a
-    #: CPU bf16 only where it runs natively, else fp32), "fp32", "bf16" or "fp16" (CUDA only);
+    #: "auto" (bf16 autocast on GPUs that compute it natively, compute capability 8 and up; fp16
+    #: + a gradient scaler on older GPUs such as a T4; on a CPU bf16 only where it runs
+    #: natively, else fp32), "fp32", "bf16" or "fp16" (CUDA only);
     #: see ``ris_lite.precision``
     precision: str = "auto"
     log_every: int = 10
@@ -52,14 +54,21 @@ class TrainConfig:
     #: ours, not the paper's: weight of ``loss.overlap_penalty`` (a step's mass on pixels
     #: earlier steps took) added to eq. (5); 0 is the paper's loss
     overlap_weight: float = 0.0
+    #: ours, not the paper's: weight of ``loss.monotonic_score_penalty`` (a step's score above
+    #: the previous step's); 0 is the paper's loss
+    monotonic_weight: float = 0.0
+    #: ours, not the paper's: the score term of eq. (5) counts from this curriculum stage on
+    #: (0, the paper: from the first stage)
+    score_from_stage: int = 0
     #: canvas models only: final chance of training on the model's own canvas, and the
     #: fraction of max_steps where the ramp from 0 starts (scheduled sampling)
     sampling_final: float = 0.0
     sampling_start: float = 0.3
     #: "synthetic" (the rosettes), "people" (the people stand-in, ``ris_lite.data.people``), a real
-    #: folder: "cvppp:PATH" / "folder:PATH" (``ris_lite.data.folder``), or "voc:PATH" (the people
+    #: folder: "cvppp:PATH" / "folder:PATH" (``ris_lite.data.folder``), "voc:PATH" (the people
     #: of VOC 2012's train split; its val split is the paper's test set and is never used
-    #: here); real data is split by file id, ``val_fraction`` to validation
+    #: here) or "coco:PATH" (the people of a COCO instances file, PATH the .json); real data is
+    #: split by file id, ``val_fraction`` to validation
     source: str = "synthetic"
     #: real sources: ``image_pattern`` / ``label_pattern`` of a ``folder:`` source
     folder: dict = field(default_factory=dict)
@@ -69,6 +78,10 @@ class TrainConfig:
     #: the paper's first people phase: train only the FCN's last layer, the ConvLSTM and the
     #: heads (the second phase is a fine-tune of everything, ``init`` set and lr 1e-6)
     freeze_fcn: bool = False
+    #: ours: "ris" (the paper's model, ``model`` a ``RISConfig``), or one of RIS's successor
+    #: families, "set" (``SetConfig``) or "embedding" (``EmbeddingConfig``): ``ris_lite.model.kinds``,
+    #: trained as ``ris_lite.training.successors`` says
+    model_kind: str = "ris"
     #: legacy switches, read from old checkpoints and ``--cpu-bf16``: ``cpu_bf16=True`` means
     #: ``precision="bf16"``; ``amp=False`` means ``precision="fp32"`` (neither is stored)
     cpu_bf16: InitVar[bool] = False
@@ -83,15 +96,44 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in ("plateau", "cosine"):
             raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
-        if self.lr_hold_steps < 0 or self.overlap_weight < 0:
-            raise ValueError(f"lr_hold_steps and overlap_weight must be >= 0, got {self.lr_hold_steps}, "
-                             f"{self.overlap_weight}")
+        if min(self.lr_hold_steps, self.overlap_weight, self.monotonic_weight, self.score_from_stage) < 0:
+            raise ValueError("lr_hold_steps, overlap_weight, monotonic_weight and score_from_stage must be >= 0, "
+                             f"got {self.lr_hold_steps}, {self.overlap_weight}, {self.monotonic_weight}, "
+                             f"{self.score_from_stage}")
         if self.schedule == "cosine" and self.max_steps >= 1_000_000:
             raise ValueError("schedule='cosine' needs max_steps set to the run's length")
         sampling_probability(0, 1, self.sampling_final, self.sampling_start)  # validates both
-        if self.source not in ("synthetic", "people") and not self.source.startswith(("cvppp:", "folder:", "voc:")):
-            raise ValueError("source must be 'synthetic', 'people', 'cvppp:PATH', 'folder:PATH' or 'voc:PATH', "
-                             f"got {self.source!r}")
+        for name in ("batch_size", "train_images", "val_images", "eval_every", "stage_max_steps", "max_steps",
+                     "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0 or self.warmup_steps < 0:
+            raise ValueError(f"patience and warmup_steps must be >= 0, got {self.patience}, {self.warmup_steps}")
+        if not self.lr > 0 or not 0 < self.val_fraction < 1:
+            raise ValueError(f"lr must be > 0 and val_fraction in (0, 1), got {self.lr}, {self.val_fraction}")
+        check_stages(self.curriculum)
+        if check_kind(self.model_kind) != "ris":
+            self._check_successor()
+        if self.source not in ("synthetic", "people") and not self.source.startswith(
+                ("cvppp:", "folder:", "voc:", "coco:")):
+            raise ValueError("source must be 'synthetic', 'people', 'cvppp:PATH', 'folder:PATH', 'voc:PATH' or "
+                             f"'coco:PATH', got {self.source!r}")
+
+    def _check_successor(self) -> None:
+        """A set or embedding run (ours): its model config, no option of RIS's training, and
+        (set) as many queries as the plants it trains on (the last stage's) hold leaves."""
+        try:
+            model = model_config(self.model_kind, self.model)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model is not a {self.model_kind} model's config: {e}") from None
+        if self.overlap_weight or self.monotonic_weight or self.score_from_stage or self.sampling_final \
+                or self.freeze_fcn:
+            raise ValueError("overlap_weight, monotonic_weight, score_from_stage, sampling_final and freeze_fcn are "
+                             f"options of RIS's training, not of a {self.model_kind} model")
+        most = self.curriculum[-1][2]  # a set model trains on the last stage's plants (``successors``)
+        if self.model_kind == "set" and most > model.queries:
+            raise ValueError(f"the last curriculum stage draws images of up to {most} instances but the set model "
+                             f"has {model.queries} queries: it needs at least as many")
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimiser step ``step`` (0-based) under the cosine schedule."""

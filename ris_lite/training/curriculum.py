@@ -25,12 +25,26 @@ A1_CURRICULUM: Tuple[Tuple[int, int, int], ...] = (
 PEOPLE_CURRICULUM: Tuple[Tuple[int, int, int], ...] = ((3, 1, 1), (4, 1, 2), (6, 1, 4), (8, 1, 6))
 
 
+def check_stages(stages: Sequence[Sequence[int]]) -> None:
+    """At least one stage, each ``(L, lo, hi)`` of integers with ``L >= 1`` and ``0 <= lo <= hi``
+    (checked before a run writes anything: a bad stage would stop it at its first batch)."""
+    if not stages:
+        raise ValueError("a curriculum needs at least one stage (L, lo, hi)")
+    for s in stages:
+        try:
+            ok = len(s) == 3 and all(int(v) == v for v in s) and s[0] >= 1 and 0 <= s[1] <= s[2]
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"curriculum stage {list(s) if isinstance(s, (list, tuple)) else s!r} must be "
+                             "(L, lo, hi): integers with L >= 1 (steps) and 0 <= lo <= hi (instances)")
+
+
 class Curriculum:
     """The stages of a run and the one it is at (``stage``, ``stage_step`` steps into it)."""
 
     def __init__(self, stages: Sequence[Sequence[int]], stage: int = 0):
-        if not stages:
-            raise ValueError("a curriculum needs at least one stage (L, lo, hi)")
+        check_stages(stages)
         self.stages = [tuple(int(v) for v in s) for s in stages]
         self.stage, self.stage_step = stage, 0
 

@@ -12,6 +12,7 @@ A new kind of bookkeeping is a new hook; the loop does not change.
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,9 @@ LOG_COLUMNS = ["step", "images", "stage", "length", "loss", "iou", "val_loss", "
 
 
 class Hook:
+    """What ``Trainer.run`` calls before, during and after training; each method does nothing
+    here, and a hook overrides the ones it needs."""
+
     def before_train(self) -> None:
         pass
 
@@ -45,6 +49,8 @@ class ProgressLog(Hook):
         t = self.trainer
         path = t.out / "log.csv"
         new = not path.exists() or t.step == 0
+        if not new:
+            drop_rows_after(path, t.step)
         self.file = open(path, "w" if new else "a", newline="")
         self.writer = csv.writer(self.file)
         if new:
@@ -72,15 +78,31 @@ class ProgressLog(Hook):
         self.file.close()
 
 
+def drop_rows_after(path: Path, step: int) -> int:
+    """Keep the header and the rows of a ``log.csv`` up to ``step``, and drop the rest (a run
+    killed after its last checkpoint had logged steps that its resumption repeats; a row cut
+    short by the kill goes too). Returns how many rows were dropped."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if len(r) == len(LOG_COLUMNS) and r[0].isdigit() and int(r[0]) <= step]
+    if len(keep) < len(rows):
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+        os.replace(tmp, path)
+    return len(rows) - len(keep)
+
+
 class PeriodicCheckpoint(Hook):
     """``OUT/last.pt`` every ``every_steps`` steps or 5 wall-clock minutes, whichever first,
-    and once more at the end (an interrupted run loses at most that much)."""
+    and once more at the end (an interrupted run loses at most that much). A run that stops
+    before its first step writes nothing: a failed start leaves no ``last.pt`` to resume."""
 
     def __init__(self, trainer, every_steps: int = 200, every_seconds: float = 300.0):
         self.trainer, self.every_steps, self.every_seconds = trainer, every_steps, every_seconds
 
     def before_train(self) -> None:
-        self.last = time.time()
+        self.last, self.first_step = time.time(), self.trainer.step
 
     def after_step(self, stats: dict, val: Optional[float], event: Optional[str]) -> None:
         if self.trainer.step % self.every_steps == 0 or time.time() - self.last > self.every_seconds:
@@ -88,7 +110,8 @@ class PeriodicCheckpoint(Hook):
             self.last = time.time()
 
     def after_train(self) -> None:
-        self.trainer.save()
+        if self.trainer.step > self.first_step:
+            self.trainer.save()
 
 
 class Snapshots(Hook):

@@ -168,6 +168,38 @@ def with_overlap_penalty(loss, masks: torch.Tensor, lengths, weight: float):
     return loss[0] + penalty, loss[1]
 
 
+def monotonic_score_penalty(scores: torch.Tensor, lengths=None, scores_are_logits: bool = False) -> torch.Tensor:
+    """Ours, after Ren & Zemel (CVPR 2017): ``sum_t max(0, s_t - s_{t-1})`` over the steps that
+    count, divided by B (chapter ``book/12_beyond``).
+
+    ``scores (B, T)`` in [0, 1] (or logits with ``scores_are_logits``); step t of image i counts
+    when ``t < lengths[i]``. Zero for a non-increasing sequence, positive when a later step is
+    more confident than the one before it: a stop score that rises again after falling is what
+    lets RIS emit a few more leaves past the plant's count.
+    """
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (B,T), got {tuple(scores.shape)}")
+    B, T = scores.shape
+    if T < 2:
+        return scores.new_zeros(())
+    p = torch.sigmoid(scores) if scores_are_logits else scores
+    rise = torch.relu(p[:, 1:] - p[:, :-1])  # (B, T-1): step t+1 over step t
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths).to(scores.device)
+        rise = rise * (torch.arange(1, T, device=scores.device).unsqueeze(0) < lengths.unsqueeze(1))
+    return rise.sum() / B
+
+
+def with_monotonic_penalty(loss, logits: torch.Tensor, lengths, weight: float):
+    """``loss`` (a value, or ``(value, parts)``) plus ``weight * monotonic_score_penalty`` of the
+    score ``logits (B, T)``; the parts get its value as ``monotonic``."""
+    penalty = weight * monotonic_score_penalty(logits, lengths, scores_are_logits=True)
+    if not isinstance(loss, tuple):
+        return loss + penalty
+    loss[1]["monotonic"] = float(penalty.detach())
+    return loss[0] + penalty, loss[1]
+
+
 def fixed_order_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, counts,
                      lam: float = 1.0) -> torch.Tensor:
     """A NON-permutation-invariant control for the loss chapter.

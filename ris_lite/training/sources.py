@@ -1,13 +1,14 @@
 """Where training images come from: one small protocol, one class per kind of data.
 
 Explained in the book chapters ``book/06_training`` (synthetic plants), ``book/10_your_data``
-(real folders) and ``book/11_people`` (the people stand-in, VOC).
+(real folders) and ``book/11_people`` (the people stand-in, VOC, COCO).
 
 A source answers two questions for the trainer: which data set serves a curriculum stage's
 ``lo..hi`` instances on one side (``train`` / ``val``), and how training images are augmented.
 Real sources also hold their split by file id (``split``, ``counts``), written to
 ``OUT/split.json`` so that a resumed run can check that the folder still splits the same way.
 A new kind of data is a new class with ``dataset`` and ``augment``; nothing in the loop changes.
+Under ``torchrun`` each rank trains on its own share of every data set (``distributed.Ranks.shard``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Dict, List, Optional, Protocol, Tuple
 from ..data.augment import RotateFlip
 from ..data.folder import LabelledFolder, split_ids
 from ..data.people import PEOPLE_SPLITS, FlipLeftRight, PeopleDataset
-from ..data.people_readers import VOCPeople
+from ..data.people_readers import COCOPeople, VOCPeople, coco_image_folder
 from ..data.real import open_folder
 from ..data.rosette import SPLITS, RosetteDataset
 from .config import TrainConfig
@@ -104,28 +105,52 @@ class FolderSource(_SplitSource):
         return self.real.view(self.ids(side, lo, hi), transform)
 
 
-class VOCSource(_SplitSource):
-    """The people of VOC 2012's *train* list, split by file name (VOC val, the paper's test
-    set, is never read here)."""
+class _PhotoSource(_SplitSource):
+    """Photographs of people read into a square frame (``ris_lite.data.people_readers``), split
+    by image; images without a person are left out. ``reader(ids, transform)`` opens them."""
 
     augment = FlipLeftRight
+    kind: str
 
     def __init__(self, config: TrainConfig, input_size: Tuple[int, int]):
         self.config = config
         self.root = config.source.partition(":")[2]
         h, w = input_size
         if h != w:
-            raise ValueError(f"VOC images are read into square frames: the model's input must be square, got {h}x{w}")
+            raise ValueError(f"{self.kind} images are read into square frames: the model's input must be square, "
+                             f"got {h}x{w}")
         self.size = h
-        train = VOCPeople(self.root, "train", size=h, cache=False)
-        self.counts = {n: k for n, k in zip(train.names, train.instance_counts()) if k}
+        everything = self.reader()
+        self.counts = {n: k for n, k in zip(everything.names, everything.instance_counts()) if k}
         self.split = split_ids(sorted(self.counts), config.val_fraction)
 
     def dataset(self, side: str, lo: int, hi: int, transform):
         ids = self.ids(side, lo, hi)
         if side == "val":
             ids = ids[:self.config.val_images]
-        return VOCPeople(self.root, ids=ids, size=self.size, transform=transform, cache=False)
+        return self.reader(ids, transform)
+
+
+class VOCSource(_PhotoSource):
+    """The people of VOC 2012's *train* list, split by file name (VOC val, the paper's test
+    set, is never read here)."""
+
+    kind = "VOC"
+
+    def reader(self, ids: Optional[List[str]] = None, transform=None) -> VOCPeople:
+        return VOCPeople(self.root, "train", ids=ids, size=self.size, transform=transform, cache=False)
+
+
+class COCOSource(_PhotoSource):
+    """The people of an MS COCO instances file (``coco:PATH``, PATH e.g.
+    ``annotations/instances_train2017.json``; its images in COCO's layout, see
+    ``coco_image_folder``), split by image id; crowd regions are no training targets."""
+
+    kind = "COCO"
+
+    def reader(self, ids: Optional[List[str]] = None, transform=None) -> COCOPeople:
+        return COCOPeople(self.root, coco_image_folder(self.root), size=self.size, transform=transform, cache=False,
+                          ids=None if ids is None else [int(i) for i in ids])
 
 
 def open_real_data(config: TrainConfig, input_size) -> LabelledFolder:
@@ -142,6 +167,8 @@ def open_source(config: TrainConfig, input_size: Tuple[int, int], data: Optional
         return PeopleSource(config)
     if config.source.startswith("voc:"):
         return VOCSource(config, input_size)
+    if config.source.startswith("coco:"):
+        return COCOSource(config, input_size)
     return FolderSource(config, input_size, data)
 
 

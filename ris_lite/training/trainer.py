@@ -5,8 +5,12 @@ Explained in the book chapter ``book/06_training``.
 ``Trainer`` owns the model, the optimiser, the RNG and where the run stands; the pieces it
 calls are small objects of their own: the data (``sources``), the curriculum
 (``curriculum.Curriculum``), the lr rule (``schedule``), the bookkeeping around the loop
-(``hooks``) and the checkpoint format (``checkpointing``). Ours, off by default: a canvas model
-(``RISConfig(canvas=True)``) trains with teacher forcing (``ris_lite.training.canvas``).
+(``hooks``) and the checkpoint format (``checkpointing``). Under ``torchrun`` each process is
+one rank of a DistributedDataParallel run (``distributed``: its shard of the data, averaged
+gradients, rank 0 alone writes); in one process nothing of it runs. Ours, off by default: a
+canvas model (``RISConfig(canvas=True)``) trains with teacher forcing (``ris_lite.training.canvas``);
+RIS's successor families (``TrainConfig.model_kind`` "set" / "embedding", book chapter
+``book/13_where_ris_stands``) take their loss and first stage from ``ris_lite.training.successors``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ..data.augment import collate_instances
 from ..data.folder import LabelledFolder
 from ..device import pick_device
 from ..model.checkpoint import load_checkpoint, run_summary, save_atomic
-from ..model.ris import RIS, RISConfig
+from ..model.kinds import build_model
 from ..precision import autocast, grad_scaler, resolve_precision, warn_if_emulated
 from ..pretrained import load_model
 from .canvas import canvas_loss, sampling_probability, sequence_canvas_loss
@@ -36,10 +40,12 @@ from .checkpointing import (
 )
 from .config import TrainConfig
 from .curriculum import Curriculum
+from .distributed import Ranks
 from .hooks import PeriodicCheckpoint, ProgressLog, Snapshots
-from .loss import ris_loss, with_overlap_penalty
+from .loss import ris_loss, with_monotonic_penalty, with_overlap_penalty
 from .schedule import PlateauRule, cut_lr
 from .sources import check_split, open_source, write_split
+from .successors import first_stage, successor_loss
 
 
 class Trainer(TrainerCounters):
@@ -62,19 +68,22 @@ class Trainer(TrainerCounters):
         warn_if_emulated(self.precision, self.device.type)
         self.scaler = grad_scaler(self.precision, self.device)
         torch.manual_seed(c.seed)
-        self.model = RIS(RISConfig.from_dict(c.model)).to(self.device)
+        self.model = build_model(c.model_kind, c.model).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.trainable_parameters(c.freeze_fcn), lr=c.lr)
         self.gen = torch.Generator().manual_seed(c.seed)
-        self.canvas = self.model.config.canvas
+        self.canvas = getattr(self.model.config, "canvas", False)  # set / embedding models have none
         # one step per sample needs no growing sequence length: single-step canvas models start
-        # at the last stage; canvas models with memory unroll sequences and follow the curriculum
+        # at the last stage, and so do set and embedding models (``successors.first_stage``);
+        # canvas models with memory unroll sequences and follow the curriculum
         single_step = self.canvas and not self.model.config.canvas_memory
-        self.curriculum = Curriculum(c.curriculum, len(c.curriculum) - 1 if single_step else 0)
+        start = len(c.curriculum) - 1 if single_step else first_stage(c.model_kind, c.curriculum)
+        self.curriculum = Curriculum(c.curriculum, start)
         self.plateau = PlateauRule(c.patience, c.min_delta, c.stage_max_steps, c.lr_hold_steps)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
         self.snapshots_kept = 0  # index k of the last snapshot kept (at k x snapshot_minutes)
         self.events: List[dict] = []
         self.source = open_source(c, self.model.config.input_size, data)
+        self.ranks = Ranks.current()  # rank 0 of 1 without torchrun
         self._datasets = {}
 
     @property
@@ -88,7 +97,7 @@ class Trainer(TrainerCounters):
         if (side, lo, hi) not in self._datasets:
             augment = side == "train" and self.config.augment
             transform = self.source.augment(generator=self.gen) if augment else None
-            self._datasets[side, lo, hi] = self.source.dataset(side, lo, hi, transform)
+            self._datasets[side, lo, hi] = self.ranks.shard(self.source.dataset(side, lo, hi, transform), side)
         return self._datasets[side, lo, hi]
 
     def _batch(self):
@@ -115,57 +124,49 @@ class Trainer(TrainerCounters):
     def _loss(self, images, targets, counts, return_parts=False, generator=None):
         images, targets = images.to(self.device), targets.to(self.device)
         c = self.config
+        if c.model_kind != "ris":
+            return successor_loss(self, images, targets, counts, return_parts)
         if self.canvas:
-            gen = self.gen if generator is None else generator
-            own = None
-            if self.model.training and c.sampling_final > 0:
-                own = torch.rand(images.shape[0], generator=gen) < self.sampling_probability()
-            with autocast(self.precision, self.device):
-                if self.model.config.canvas_memory:
-                    return sequence_canvas_loss(self.model, images, targets, counts, self.lengths(counts),
-                                                own, c.lam, return_parts)
-                return canvas_loss(self.model, images, targets, counts, own, c.lam, gen, return_parts)
+            return _canvas_loss(self, images, targets, counts, return_parts, self.gen if generator is None else generator)
         lengths = self.lengths(counts)
         with autocast(self.precision, self.device):
             masks, logits = self.model(images, int(lengths.max()), score_logits=True)
-        out = ris_loss(masks.float(), logits.float(), targets, counts, c.lam, lengths=lengths,
+        lam = c.lam if self.stage >= c.score_from_stage else 0.0
+        out = ris_loss(masks.float(), logits.float(), targets, counts, lam, lengths=lengths,
                        scores_are_logits=True, return_parts=return_parts)
-        return with_overlap_penalty(out, masks.float(), lengths, c.overlap_weight) if c.overlap_weight else out
+        if c.overlap_weight:
+            out = with_overlap_penalty(out, masks.float(), lengths, c.overlap_weight)
+        if c.monotonic_weight and lam:
+            out = with_monotonic_penalty(out, logits.float(), lengths, c.monotonic_weight)
+        return out
 
     def train_step(self) -> dict:
         self.model.train()
+        self.ranks.reseed(self.gen, self.config.seed, self.step)
         images, targets, counts = self._batch()
-        loss, parts = self._loss(images, targets, counts, return_parts=True)
+        loss, parts = self.ranks.training_loss(self)(images, targets, counts, return_parts=True)
         self.optimizer.zero_grad(set_to_none=True)
         if self.config.schedule == "cosine":
             for g in self.optimizer.param_groups:
                 g["lr"] = self.config.lr_at(self.step)
-        # fp16 (CUDA without bf16): scale the loss so small gradients survive, unscale to clip
-        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        clip_gradients(self.model, self.config.clip)
-        if self.scaler is None:
-            self.optimizer.step()
-        else:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        optimizer_step(loss, self.optimizer, self.scaler, self.model, self.config.clip)
         self.step += 1
         self.curriculum.stage_step += 1
-        self.images_seen += images.shape[0]
+        self.images_seen += images.shape[0] * self.ranks.world  # every rank's images
         return {"loss": float(loss.detach()), "iou": parts["iou"]}
 
     @torch.no_grad()
     def validate(self) -> float:
         self.model.eval()
-        ds = self._dataset("val", self.stage)
-        images, targets, counts = collate_instances([ds[i] for i in range(len(ds))])
+        ds = self._dataset("val", self.stage)  # this rank's share (all of it in one process)
         total, chunk = 0.0, max(self.config.batch_size, 16)  # no gradients: bigger batches are free
-        gen = torch.Generator().manual_seed(self.config.seed + 1)  # the same done-sets every time
-        for s in range(0, len(ds), chunk):
-            sl = slice(s, s + chunk)
-            total += float(self._loss(images[sl], targets[sl], counts[sl], generator=gen)) * images[sl].shape[0]
-        return total / len(ds)
+        if len(ds):  # several ranks: a small validation set may leave one rank none
+            images, targets, counts = collate_instances([ds[i] for i in range(len(ds))])
+            gen = torch.Generator().manual_seed(self.config.seed + 1)  # the same done-sets every time
+            for s in range(0, len(ds), chunk):
+                sl = slice(s, s + chunk)
+                total += float(self._loss(images[sl], targets[sl], counts[sl], generator=gen)) * images[sl].shape[0]
+        return self.ranks.mean(total, len(ds), self.device)
 
     def after_validation(self, val: float) -> Optional[str]:
         """Apply the curriculum / lr rule to a new validation loss; returns the event, if any."""
@@ -194,9 +195,11 @@ class Trainer(TrainerCounters):
         hooks = [ProgressLog(self, max_steps, progress), PeriodicCheckpoint(self, checkpoint_every)]
         if snapshot_minutes is not None:
             hooks.append(Snapshots(self, snapshot_minutes))
-        self.out.mkdir(parents=True, exist_ok=True)
-        if self.split is not None:
-            write_split(self.source, self.config, self.out)
+        hooks = self.ranks.hooks(self, hooks)  # several ranks: rank 0 alone writes
+        if self.ranks.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if self.split is not None:
+                write_split(self.source, self.config, self.out)
         t0, start_elapsed = self.clock(), self.elapsed
         for h in hooks:
             h.before_train()
@@ -237,6 +240,34 @@ class Trainer(TrainerCounters):
         if t.split is not None:
             check_split(t.source, t.config, t.out)
         return t
+
+
+def _canvas_loss(t: Trainer, images, targets, counts, return_parts: bool, gen: torch.Generator):
+    """``Trainer._loss`` of a canvas model (ours): teacher-forced steps, with scheduled sampling
+    of the model's own canvas while training (``ris_lite.training.canvas``)."""
+    c = t.config
+    own = None
+    if t.model.training and c.sampling_final > 0:
+        own = torch.rand(images.shape[0], generator=gen) < t.sampling_probability()
+    with autocast(t.precision, t.device):
+        if t.model.config.canvas_memory:
+            return sequence_canvas_loss(t.model, images, targets, counts, t.lengths(counts), own, c.lam, return_parts)
+        return canvas_loss(t.model, images, targets, counts, own, c.lam, gen, return_parts)
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
+                   model: torch.nn.Module, clip: float) -> None:
+    """Backward, clip every gradient, step. fp16 (CUDA without native bf16): the loss is scaled
+    so small gradients survive, and the gradients unscaled before they are clipped."""
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    clip_gradients(model, clip)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
 
 
 def clip_gradients(model: torch.nn.Module, clip: float) -> None:
