@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import ris_lite
-from ris_lite.viz import label_rgb, overlay
+from ris_lite.viz import glue, label_rgb, overlay
 
 torch.manual_seed(0)
 print("ris_lite", ris_lite.__version__)
@@ -85,15 +85,15 @@ for name, (lo, hi) in ris_lite.SPLITS.items():
     print(f"{name:5s}: seeds {lo}..{hi - 1} ({hi - lo} plants)")
 
 # %%
-fig, axes = plt.subplots(2, 5, figsize=(13, 5.6))
-for k in range(5):
+fig, axes = plt.subplots(2, 4, figsize=(10, 5.6))
+for k in range(4):
     img, lab = ris_lite.make_rosette(seed=ris_lite.SPLITS["test"][0] + k)
     axes[0, k].imshow(img.permute(1, 2, 0))
     axes[0, k].set_title(f"seed {ris_lite.SPLITS['test'][0] + k}: {int(lab.max())} leaves", fontsize=9)
     axes[1, k].imshow(overlay(img, lab))
 for ax in axes.flat:
     ax.set_axis_off()
-fig.suptitle("Test-split rosettes (top) and their instance labels drawn with draw_segmentation_masks")
+fig.suptitle("Test-split rosettes (top) and their instance labels (ris_lite.viz.overlay)")
 fig.tight_layout()
 plt.show()
 
@@ -105,18 +105,20 @@ plt.show()
 # on, and with `zoom=1.8`: it shows the central part of the frame (the pot), where the plant
 # is. Two reasons:
 #
-# 1. *Time.* The whole training run must fit in one hour on a 2-core CPU. One training
-#    image at full sequence length (22 steps) costs about 0.3 s at this size with the FCN's
-#    stride of 2 (a 53 × 50 ConvLSTM grid); the full A1 frame at the same detail would cost
-#    25 times more.
-# 2. *Detail.* Zooming on the pot keeps a median leaf at about 250 pixels (62 cells of the
-#    ConvLSTM grid), instead of 77 pixels at the same resolution without zoom, where the
-#    youngest leaves would shrink to one or two cells.
+# 1. *Time.* The whole training run must fit in about an hour on a 2-core CPU. A training
+#    step costs in proportion to the pixels, and the full A1 frame at the same detail has
+#    $530 \cdot 500 / (106 \cdot 100) = 25$ times as many; the
+#    {doc}`training chapter <06_training>` prints the measured speed at this size.
+# 2. *Detail.* Zooming on the pot keeps a median leaf at about
+#    {glue:text}`leaf_median_zoom:.0f` pixels ({glue:text}`leaf_cells_zoom:.0f` cells of the
+#    53 × 50 ConvLSTM grid, stride 2), instead of {glue:text}`leaf_median_nozoom:.0f` pixels
+#    at the same resolution without zoom (measured below on the first twelve training
+#    plants), where the youngest leaves would shrink to one or two cells.
 #
 # `make_rosette(seed, size=(530, 500), zoom=1.0)` draws the same plant as a full A1 frame.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(11, 4))
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
 full, full_lab = ris_lite.make_rosette(3, size=(530, 500), zoom=1.0)
 small, small_lab = ris_lite.make_rosette(3)
 axes[0].imshow(full.permute(1, 2, 0))
@@ -129,6 +131,20 @@ for ax in axes:
     ax.set_axis_off()
 fig.tight_layout()
 plt.show()
+
+
+def median_leaf_area(**options) -> float:
+    """Median leaf area in pixels over the first twelve training plants."""
+    areas = [ris_lite.labels_to_masks(ris_lite.make_rosette(s, **options)[1]).sum((1, 2)) for s in range(12)]
+    return float(torch.cat(areas).float().median())
+
+
+leaf_zoom, leaf_nozoom = median_leaf_area(), median_leaf_area(zoom=1.0)
+print(f"median leaf: {leaf_zoom:.0f} px at the benchmark's zoom 1.8 ({leaf_zoom / 4:.0f} cells of the stride-2 grid), "
+      f"{leaf_nozoom:.0f} px without zoom")
+glue("leaf_median_zoom", leaf_zoom)
+glue("leaf_cells_zoom", leaf_zoom / 4)
+glue("leaf_median_nozoom", leaf_nozoom)
 
 # %% [markdown]
 # (data-close-a1)=
@@ -180,17 +196,33 @@ rows = [
 print(f"{'statistic':29s} {'CVPPP A1':>16s} {'ours (12 plants)':>17s}")
 for name, ref, ours in rows:
     print(f"{name:29s} {ref:>16s} {ours:>17s}")
+ours_p10, ours_p90 = np.percentile(full_stats["areas"], [10, 90])
+glue("p10_ours", ours_p10)
+glue("p10_a1", a1["leaf_area_p10"])
+glue("p90_ours", ours_p90)
+glue("p90_a1", a1["leaf_area_p90"])
+glue("split_ours", 100 * full_stats["split"])
+glue("split_a1", 100 * a1["split_leaf_fraction"])
 
 # %% [markdown]
-# Counts, areas, radii, aspect and colour land close to A1. Two differences are worth
-# knowing: our leaves are *split* by occlusion more often than A1's (petioles of young
-# leaves cross old blades), and our colour is a little darker. Both are exercises below.
+# Leaf counts, plant radii, the median leaf and its aspect ratio land close to A1; the rest
+# does not, and is worth knowing:
+#
+# * our *smallest* leaves are too large: the 10th percentile of leaf area is
+#   {glue:text}`p10_ours:.0f` pixels against A1's {glue:text}`p10_a1:.0f`, and at the other
+#   end our largest leaves are a little small ({glue:text}`p90_ours:.0f` against
+#   {glue:text}`p90_a1:.0f` at the 90th percentile): A1's tiny youngest leaves are missing;
+# * our leaves are *split* by occlusion more often than A1's ({glue:text}`split_ours:.0f` %
+#   against {glue:text}`split_a1:.0f` %: petioles of young leaves cross old blades);
+# * our colour is a little darker.
+#
+# All three are exercises below.
 #
 # The leaf-count histogram of each split, at the benchmark setting (`n_leaves=(11, 20)`, the
 # default), against A1's mean and range:
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 3), sharey=True)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3), sharey=True)
 for ax, split in zip(axes, ["train", "val", "test"]):
     lo, _ = ris_lite.SPLITS[split]
     counts = np.array([int(ris_lite.make_rosette(lo + i)[1].max()) for i in range(64)])
@@ -232,7 +264,7 @@ plt.show()
 aug = ris_lite.RotateFlip(generator=torch.Generator().manual_seed(0))
 img, lab = ris_lite.make_rosette(4)
 msk = ris_lite.labels_to_masks(lab)
-fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))
 axes[0].imshow(overlay(img, lab))
 axes[0].set_title("original", fontsize=9)
 for ax in axes[1:]:
@@ -352,10 +384,10 @@ print("label PNG mode:", Image.open(folder / "plant014_label.png").mode)
 # ## Exercises
 #
 # 1. Our leaves are split by occlusion more often than A1's. Find which leaves are split
-#    (plot them), and change the generator so the fraction drops near 7 % without changing
-#    the leaf-count statistics.
-# 2. Plot the histogram of leaf *areas* of the generator against the A1 percentiles. Which
-#    leaves are too small or too large?
+#    (plot them), and change the generator so the fraction drops near A1's (the table of
+#    {numref}`section %s <data-close-a1>`) without changing the leaf-count statistics.
+# 2. Plot the histogram of leaf *areas* of the generator against the A1 percentiles. What
+#    would the generator need to draw A1's smallest leaves?
 # 3. Add a fourth kind of clutter to `_background` (e.g. a plant label stick) and measure
 #    whether the watershed baseline of the {doc}`evaluation chapter <08_evaluation>` suffers more than RIS.
 # 4. Why must augmentation drop instances that leave the frame? What would the loss of

@@ -48,7 +48,8 @@ device = ris_lite.pick_device()
 # convolutional LSTM {cite:p}`shi2015convlstm` keeps a whole feature map: $\boldsymbol{h}_t$ and $\boldsymbol{c}_t$ have $d$ channels on the $h' \times w'$ grid,
 # and replaces every matrix product of the LSTM by a convolution, so each cell of the state
 # talks only to its neighbours and the same small filters are used everywhere. With input
-# $\boldsymbol{x}_t$ (for RIS: the FCN features $\boldsymbol{B}$, the same at every step), the paper's eq. 1 reads
+# $\boldsymbol{x}_t$ (for RIS: the FCN features $\boldsymbol{B}$, the same at every recurrent
+# {term}`step`), the paper's eq. 1 reads
 #
 # $$
 # \boldsymbol{i}_t &= \sigma(\boldsymbol{w}_{xi} * \boldsymbol{x}_t + \boldsymbol{w}_{hi} * \boldsymbol{h}_{t-1} + \boldsymbol{\beta}_i) \\
@@ -143,8 +144,8 @@ assert torch.allclose(literal.w_xi.weight.grad, gw[:ch, :cin], rtol=1e-4, atol=1
 # **Is it faster?** A quick timing on the machine that runs this page (the benchmark in
 # `benchmarks/` measures whole training steps; the numbers printed below are this machine's,
 # not a stored result). On a 2-core CPU the two forms take about the same time, within the
-# noise of a short timing (0.9x to 1.2x across our runs): there the arithmetic dominates and
-# both do the same amount. On a GPU the
+# noise of a short timing (the ratio printed below moves to either side of one from run to
+# run): there the arithmetic dominates and both do the same amount. On a GPU the
 # one large convolution wins, because eight small kernel launches leave it idle. The speed-up
 # that matters on a CPU is the next one: computing the input half of the gates once.
 
@@ -202,7 +203,7 @@ for name, cell in [("paper", paper), ("authors' code", code)]:
 # %%
 model = ris_lite.load_pretrained().to(device)
 image, labels = ris_lite.make_rosette(ris_lite.SPLITS["test"][0] + 1)
-steps = 6
+steps = 3
 with torch.no_grad():
     _, _, stages = model(image[None].to(device), steps, return_stages=True)
     h_all, c_all = stages["h_layers"], stages["c_layers"]  # (B, T, layers, d, h', w')
@@ -215,14 +216,14 @@ with torch.no_grad():
             rows[g].append(gates[g][0].mean(0).cpu())
         rows["kappa(h)"].append(h_all[0, t, 1].abs().sum(0).cpu())
 
-fig, axes = plt.subplots(4, steps + 1, figsize=(1.7 * (steps + 1), 7))
+fig, axes = plt.subplots(4, steps + 1, figsize=(10, 9.4))
 axes[0, 0].imshow(image.permute(1, 2, 0))
 for r, (name, maps) in enumerate(rows.items()):
-    axes[r, 1].set_ylabel(name)
+    axes[r, 1].set_ylabel(name, fontsize=12)
     for t, m in enumerate(maps):
         axes[r, t + 1].imshow(m, cmap="magma")
         if r == 0:
-            axes[r, t + 1].set_title(f"t = {t + 1}", fontsize=9)
+            axes[r, t + 1].set_title(f"t = {t + 1}", fontsize=12)
 for ax in axes.flat:
     ax.set_xticks([]), ax.set_yticks([])
 for ax in axes[1:, 0]:

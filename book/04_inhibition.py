@@ -28,12 +28,15 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO}@main"], check=True)
 
 # %%
+import json
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
 import ris_lite
-from ris_lite.viz import magnitude
+from ris_lite.viz import glue, magnitude
 
 torch.manual_seed(0)
 device = ris_lite.pick_device()
@@ -78,19 +81,24 @@ blobs = torch.stack([6 * blob(12, 12, 4), 5.2 * blob(28, 26, 5), 4.5 * blob(10, 
 owner = blobs.argmax(0)  # (40, 40): which blob each pixel belongs to
 bs = [3.0, 4.5, 5.2, 7.5]
 kept = {}
-fig, axes = plt.subplots(2, len(bs) + 1, figsize=(12, 5))
-axes[0, 0].imshow(logits, cmap="magma")
-axes[0, 0].set_title("logits z", fontsize=9)
-axes[1, 0].imshow(owner, cmap="tab10", vmin=0, vmax=9)
-axes[1, 0].set_title("blobs 1, 2, 3", fontsize=9)
-for k, b in enumerate(bs, 1):
+fig, axes = plt.subplots(1, 2, figsize=(5, 2.6))
+axes[0].imshow(logits, cmap="magma")
+axes[0].set_title("logits z", fontsize=10)
+axes[1].imshow(owner, cmap="tab10", vmin=0, vmax=9)
+axes[1].set_title("blobs 1, 2, 3", fontsize=10)
+for ax in axes:
+    ax.set_axis_off()
+fig.tight_layout()
+plt.show()
+fig, axes = plt.subplots(2, len(bs), figsize=(10, 5.2))
+for k, b in enumerate(bs):
     soft = torch.sigmoid(log_p + b)
     per_blob = kept[b] = [int(((soft > 0.5) & (owner == j)).sum()) for j in range(3)]
     print(f"b = {b}: pixels above 1/2 in blobs 1, 2, 3: {per_blob}; highest value {soft.max():.2f}")
     axes[0, k].imshow(soft, cmap="gray", vmin=0, vmax=1)
-    axes[0, k].set_title(f"sigmoid(l + {b})", fontsize=9)
+    axes[0, k].set_title(f"sigmoid(l + {b})", fontsize=11)
     axes[1, k].imshow(soft > 0.5, cmap="gray", vmin=0, vmax=1)
-    axes[1, k].set_title(f"> 1/2: {per_blob}", fontsize=9)
+    axes[1, k].set_title(f"> 1/2: {per_blob}", fontsize=11)
 for ax in axes.flat:
     ax.set_axis_off()
 fig.tight_layout()
@@ -99,8 +107,8 @@ reached = {b: [n > 0 for n in counts] for b, counts in kept.items()}
 assert reached == {3.0: [False] * 3, 4.5: [True, False, False], 5.2: [True, True, False], 7.5: [True] * 3}
 
 # %% [markdown]
-# The top row is what the head outputs, the bottom row what is kept as the mask (values above
-# one half). A small $b$ lets nothing through: even the strongest blob's peak stays below one
+# The first figure is the input: three blobs of logits. In the second, the top row is what the
+# head outputs, the bottom row what is kept as the mask (values above one half). A small $b$ lets nothing through: even the strongest blob's peak stays below one
 # half. At $b = 4.5$ only the strongest blob passes, at $5.2$ the second joins it, and a large
 # $b$ lets all three in. Move the slider yourself (in Jupyter or Colab; the static book shows
 # the rows above):
@@ -154,8 +162,9 @@ assert torch.allclose(ours, mask, atol=1e-6)
 # A second reading of eq. {eq}`inhibition-b0`: with uniform logits the initial mask is $\sigma(\ln A - \ln h'w')
 # \approx A / h'w'$ at every pixel, so the *total* mass of the first masks is about $A$, the
 # size of an instance. `ris_lite.inhibition_bias_init(A)` returns $\ln A$; `RIS` computes $A$
-# from `instance_fraction` (the expected share of the image covered by one leaf: 2.35 % on the
-# benchmark, about 62 cells of the grid), giving $b_0 = 4.1$.
+# from `instance_fraction` (the expected share of the image covered by one leaf:
+# {glue:text}`instance_percent:.2f` % on the benchmark, about {glue:text}`instance_cells:.0f`
+# cells of the grid), giving $b_0 =$ {glue:text}`b0:.1f` (printed by the cell below).
 #
 # A second detail matters as much: at the start $\boldsymbol{h}_t$ is small and nearly uniform
 # (its spatial spread is a few hundredths), so with PyTorch's default weights the 1×1
@@ -163,7 +172,8 @@ assert torch.allclose(ours, mask, atol=1e-6)
 # scale, so the logits can spread as soon as the state carries any structure.
 #
 # **Measured.** The same small RIS, the same 2–4-leaf plants, the same 30 Adam steps; only
-# $b_0$ differs:
+# $b_0$ differs. The curve is the {term}`matched soft IoU`, the quantity the
+# {doc}`loss chapter <05_loss>` defines and training raises:
 
 # %%
 from ris_lite.training.loss import ris_loss
@@ -188,7 +198,11 @@ def short_run(bias_init, steps=30):
     return curve
 
 
-b_size = ris_lite.inhibition_bias_init(0.0235 * 53 * 50)
+fraction = ris_lite.RISConfig().instance_fraction  # the benchmark's expected share of one leaf
+b_size = ris_lite.inhibition_bias_init(fraction * 53 * 50)
+glue("instance_percent", 100 * fraction)
+glue("instance_cells", fraction * 53 * 50)
+glue("b0", b_size)
 curves = {"b0 = 1": short_run(1.0), f"b0 = ln A = {b_size:.1f}": short_run(b_size)}
 # The exact values depend on the processor's floating-point paths; the property does not.
 small_b, sized_b = curves.values()
@@ -263,13 +277,15 @@ with torch.no_grad():
     m, s, st = trained(image[None].to(device), 8, return_stages=True)
 m, s, st = m.cpu(), s.cpu(), {k: v.cpu() for k, v in st.items()}
 print("b =", round(trained.inhibition.b.item(), 2), "| scores:", [round(v, 2) for v in s[0].tolist()])
+shipped_run = json.loads((Path(ris_lite.__file__).parent / "pretrained" / "rosettes_config.json").read_text())
+glue("shipped_steps", shipped_run["step"])
 sequence_strip(st, m, s)
 plt.show()
 
 # %% [markdown]
 # Read the rows from top to bottom: the 1×1 convolution ranks the pixels, the log-softmax
 # plus $b$ keeps only the ones that clear the bar, and the sigmoid saturates them. For the
-# shipped model (4,500 training steps on a CPU) most steps pick one leaf, but some masks still
+# shipped model ({glue:text}`shipped_steps:,d` training steps on a CPU) most steps pick one leaf, but some masks still
 # take in a piece of a neighbouring look-alike leaf, and on a plant of many leaves the score
 # stays near 1 for these first eight steps, as it should. The {doc}`evaluation chapter <08_evaluation>` measures
 # what the remaining mistakes cost.
@@ -291,8 +307,8 @@ plt.show()
 #
 # :::{dropdown} Answers
 # 1. The cells share one unit of probability mass, so only one region can be bright at a time.
-# 2. Spread evenly, each of the 2,650 cells has log-probability $-\ln 2650 \approx -7.9$;
-#    $\sigma(-7.9 + 1)$ is about 0.001, and the soft IoU barely moves.
+# 2. Spread evenly, each of the $53 \cdot 50 = 2650$ cells has log-probability
+#    $-\ln 2650 \approx -7.9$; $\sigma(-7.9 + 1) \approx 0.001$, and the soft IoU barely moves.
 # 3. The state knows which leaves are done; whether anything is left to segment is a question
 #    about that memory.
 # :::

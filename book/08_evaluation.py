@@ -88,15 +88,18 @@ noisy[noisy == 3] = 4  # merge two leaves
 noisy[noisy == 7] = 0  # miss one
 for name, pred in [("identical", truth), ("merged + missed", noisy)]:
     ours = min(our_best_dice(pred, truth), our_best_dice(truth, pred))
-    pkg = metrics.symmetric_best_dice(pred, truth)
-    assert abs(ours - pkg) < 1e-9
-    print(f"{name:16s} SBD {pkg:.3f} | DiC {metrics.diff_fg_labels(pred, truth):+d} "
-          f"| FgBgDice {metrics.fg_bg_dice(pred, truth):.3f}")
+    official = metrics.symmetric_best_dice(pred, truth, keep_gaps=True)  # the official code's convention
+    assert abs(ours - official) < 1e-9
+    print(f"{name:16s} official: SBD {official:.3f}, DiC {metrics.diff_fg_labels(pred, truth, keep_gaps=True):+d} "
+          f"| renumbered (the package's default): SBD {metrics.symmetric_best_dice(pred, truth):.3f}, "
+          f"DiC {metrics.diff_fg_labels(pred, truth):+d} | FgBgDice {metrics.fg_bg_dice(pred, truth):.3f}")
 
 # %% [markdown]
-# Note the gap: `noisy` still has ids up to the same maximum but two of them are unused, so
-# its count stays unchanged (DiC 0) while its best-Dice average includes two zeros. This is
-# why predictions must be written with consecutive ids (`write_label_png` does it).
+# Note the gap: `noisy` still has ids up to the same maximum but two of them are unused. Under
+# the official convention its count stays unchanged (DiC 0) while its best-Dice average
+# includes two zeros. That is why predictions must be written with consecutive ids
+# (`write_label_png` does it), and why the package's metrics renumber a map with gaps by
+# default: `keep_gaps=True` asks for the official arithmetic, gaps and all.
 #
 # (evaluation-classical-baseline)=
 # ## A classical baseline
@@ -113,7 +116,7 @@ test = ris_lite.RosetteDataset("test")
 params, val_scores = ris_lite.tune_baseline(val)
 print("chosen on val:", params, f"| val SBD {val_scores['sbd']:.3f}")
 
-fig, axes = plt.subplots(1, 4, figsize=(11, 3))
+fig, axes = plt.subplots(1, 4, figsize=(9.6, 2.8))
 image, _ = test[0]
 fg = ris_lite.evaluation.baseline.foreground(image)
 wl = ris_lite.watershed_leaves(image, params)
@@ -154,6 +157,11 @@ print(f"{'method (synthetic test)':28s} {'DiC':>11s}  {'|DiC|':>10s}  {'SBD %':>
 print(row("watershed baseline", ws_scores))
 print(row("RIS (ris_lite, shipped)", ris_scores))
 print(row("RIS + canvas (ours, shipped)", canvas_scores))
+guess = json.loads((Path(ris_lite.__file__).parent / "pretrained" / "counting_test.json").read_text())["constant"]
+test_counts = np.array([int(test.labels(i).max()) for i in range(len(test))])
+print(f"{'constant guess of ' + str(guess) + ' (no model)':28s} {np.mean(guess - test_counts):+6.2f} "
+      f"({np.std(guess - test_counts):.1f})  {np.mean(np.abs(guess - test_counts)):5.2f} "
+      f"({np.std(np.abs(guess - test_counts)):.1f})  {'-':>11s}  {'-':>5s}")
 print()
 print("Paper, real CVPPP A1 test set (a different data set, for reference only):")
 for name, dic, adic, sbd in [("IPK", "-1.9 (2.5)", "2.6 (1.8)", "74.4 (4.3)"),
@@ -170,20 +178,31 @@ assert ws_scores["fgbg_dice"] > max(ris_scores["fgbg_dice"], canvas_scores["fgbg
 stored_ws = json.loads((Path(ris_lite.__file__).parent / "pretrained" / "watershed_test.json").read_text())
 assert abs(stored_ws["watershed"]["sbd"] - ws_scores["sbd"]) < 1e-6
 
+# %%
+pretrained = Path(ris_lite.__file__).parent / "pretrained"
+shipped_run = json.loads((pretrained / "rosettes_config.json").read_text())
+first_model = json.loads((pretrained / "ablation_whole_leaves.json").read_text())["previous rosettes@5767"]
+print(f"the first shipped model (plateau rule as written): SBD {100 * first_model['sbd']:.1f} %; "
+      f"the shipped one: {shipped_run['step']} steps, {shipped_run['elapsed'] / 60:.0f} minutes of one CPU thread, "
+      f"each lr of its last stage held for {shipped_run['config']['lr_hold_steps']} steps")
+print(f"the canvas model's |DiC|: {canvas_scores['abs_dic']:.2f}")
+
 # %% [markdown]
 # **Reading the table.** On this benchmark the shipped RIS is ahead of the tuned watershed
-# in SBD, and the two fail in opposite ways: the watershed badly under-counts (DiC about −5:
-# touching leaves share one distance peak) while finding the plant best (the highest
-# FgBgDice), and RIS has a far lower |DiC| (under 2; but see its counts below) yet still
-# often paints parts of two neighbouring leaves in one step. The first model shipped
-# here, trained with the plateau rule as the paper states it, only matched the watershed's
-# SBD (56.4 %); the model above holds each learning rate of its last stage for 1,000 steps
-# (chapter {doc}`Beyond the paper <12_beyond>`). It had 83 minutes on one CPU thread; the
-# paper's had far longer on a GPU. It is a faithful pipeline (plus a dilated FCN, see the FCN
-# chapter) that is still under-trained; the training chapter says what we measured about why.
+# in SBD, and the two fail in opposite ways: the watershed badly under-counts (its negative
+# DiC: touching leaves share one distance peak) while finding the plant best (the highest
+# FgBgDice), and RIS has a far lower |DiC| -- but not lower than the constant guess in the last
+# row (see {ref}`Does it count? <evaluation-does-it-count>`) -- yet still often paints parts of
+# two neighbouring leaves in one step. The first model shipped here, trained with the
+# plateau rule as the paper states it, only matched the watershed's SBD (printed above); the
+# shipped model holds each learning rate of its last stage for a minimum number of steps
+# (chapter {doc}`Beyond the paper <12_beyond>`), on one CPU thread for the minutes printed
+# above; the paper's had far longer on a GPU. It is a faithful pipeline (plus a dilated FCN,
+# see the FCN chapter) that is still under-trained; the training chapter says what we
+# measured about why.
 #
-# The canvas model (ours) is *below* the paper-faithful one, on counting above all (|DiC|
-# 4.0): it learned with a perfect canvas (teacher forcing), and on its own canvas it
+# The canvas model (ours) is *below* the paper-faithful one, on counting above all (its
+# |DiC| above): it learned with a perfect canvas (teacher forcing), and on its own canvas it
 # paints the leftovers of half-covered leaves as new leaves. The figure below shows it, and
 # the chapter {doc}`Beyond the paper <12_beyond>` measures why the lever that looked best over
 # ten CPU-minutes did not hold over the whole run.
@@ -196,8 +215,8 @@ assert abs(stored_ws["watershed"]["sbd"] - ws_scores["sbd"]) < 1e-6
 # %%
 preds, gts = ris_lite.predict_dataset(model, test)
 canvas_preds, _ = ris_lite.predict_dataset(canvas_model, test)
-fig, axes = plt.subplots(4, 5, figsize=(12, 10))
-for k in range(5):
+fig, axes = plt.subplots(4, 4, figsize=(9.6, 10))
+for k in range(4):
     image, _ = test[k]
     axes[0, k].imshow(image.permute(1, 2, 0))
     axes[1, k].imshow(overlay(image, gts[k]))
@@ -212,24 +231,84 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The counts in the titles deserve a second look: RIS says 17 or 18 on most plants. Over the
-# whole test split, how well does its count follow the true one?
+# (evaluation-does-it-count)=
+# ### Does it count?
+#
+# The counts in the titles deserve a second look. |DiC| alone cannot tell a counter from a
+# guess: when most plants have 15 to 18 leaves, always answering 16 already scores well. So
+# the model is set beside **the best constant**: the number of leaves whose mean |DiC| over
+# the *training* plants' counts is lowest (a median; never chosen on the plants scored). A
+# counter must beat it, and unlike it, its counts must follow the plant: the correlation of
+# predicted with true counts. `ris_lite.evaluation.count_report` computes both, the histogram
+# of predicted against true counts, the mean score at the steps around the true count $n$,
+# and what the steps after the $n$-th do (`python benchmarks/diagnose.py rosettes --counts`
+# prints it). The report for the 100 test plants comes from the stored run of
+# `benchmarks/tune_assembly.py`, and the first column is recomputed here from the predictions above:
 
 # %%
+counting = json.loads((Path(ris_lite.__file__).parent / "pretrained" / "counting_test.json").read_text())
+report = counting["models"][0]["test"]["paper"]["counts"]
+assert counting["models"][0]["model"] == "rosettes"
 true_n = np.array([int(g.max()) for g in gts])
 ris_n = np.array([int(p.max()) for p in preds])
+assert list(true_n) == report["true_counts"] and list(ris_n) == report["predicted_counts"]  # live = stored
+constant = counting["constant"]
 corr = np.corrcoef(true_n, ris_n)[0, 1]
-print(f"true leaves {true_n.min()}-{true_n.max()}, RIS says {ris_n.min()}-{ris_n.max()}; "
-      f"{np.mean(np.isin(ris_n, (17, 18))):.0%} of plants get 17 or 18; correlation of the counts {corr:.2f}")
-assert corr < 0.5  # what the paragraph below says
+print(f"true counts {true_n.min()}-{true_n.max()} (mean {true_n.mean():.1f}); RIS says {ris_n.min()}-{ris_n.max()}")
+print(f"|DiC|: RIS {np.abs(ris_n - true_n).mean():.2f}, the constant {constant} (chosen on the "
+      f"{counting['train_plants']} training plants) {np.abs(constant - true_n).mean():.2f}")
+print(f"correlation of predicted with true counts: {corr:.2f}; "
+      f"{np.mean(np.isin(ris_n, (17, 18))):.0%} of plants get 17 or 18")
+late = report["after_true_count"]
+print(f"the {report['steps_after_true_count']} steps RIS takes after the n-th: "
+      + ", ".join(f"{k} {v:.0%}" for k, v in late.items()))
+
+fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.4))
+pairs = np.array([[int(v) for v in key.split(",")] + [c] for key, c in report["histogram"].items()])
+axes[0].scatter(pairs[:, 0], pairs[:, 1], s=25 * pairs[:, 2], alpha=0.6)
+lims = [true_n.min() - 1, max(true_n.max(), ris_n.max()) + 1]
+axes[0].plot(lims, lims, color="grey", lw=0.8, label="predicted = true")
+axes[0].axhline(constant, color="tab:orange", ls="--", lw=0.8, label=f"the constant {constant}")
+axes[0].set_xlabel("true count")
+axes[0].set_ylabel("RIS's count")
+axes[0].legend(fontsize=8)
+offsets = sorted(int(k) for k in report["score_by_offset"])
+axes[1].plot(offsets, [report["score_by_offset"][str(o)] for o in offsets], marker="o")
+axes[1].axhline(0.5, color="grey", lw=0.8)
+axes[1].axvline(0.5, color="tab:green", ls="--", lw=0.8)
+axes[1].set_xlabel("step t - n (true count n)")
+axes[1].set_ylabel("mean score $s_t$")
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
-# Its |DiC| is low mostly because 17–18 is close to the typical A1 count, not because it
-# counts each plant: the count barely follows the truth, and plants with few leaves get too
-# many. The first shipped model counted more responsively (a correlation of about 0.5 on the
-# first 40 test plants) but segmented worse; a stop score that looks at what is left to
-# segment, not at how many steps have passed, is one of the open levers of chapter
-# {doc}`Beyond the paper <12_beyond>`.
+# The left panel is the verdict: points on the diagonal would be a counter, points on a
+# horizontal line a guess, and RIS's counts lie closer to the line than to the diagonal (the
+# correlation printed above). On the right, the mean score falls smoothly with the step and
+# crosses ½ near step $n$ *on average*; what it lacks is a drop that happens at each plant's
+# own $n$. After the $n$-th step most steps repeat a leaf an earlier step took (the shares
+# printed above), which first claim mostly hides in the label map but the stop never
+# notices. The same comparison on real photographs, measured outside this repository on the
+# 128 labelled A1 plants (the data cannot be shipped): a constant guess reaches the |DiC|
+# printed below, which the paper's RIS clears and the four challenge entries of its Table 2
+# do not:
+
+# %%
+a1 = json.loads((Path(ris_lite.__file__).parent / "pretrained" / "a1_constant_guess.json").read_text())
+print(f"A1, {a1['plants']} labelled plants (counts {a1['counts']['min']}-{a1['counts']['max']}, mean "
+      f"{a1['counts']['mean']}): the constant {a1['constant']} scores |DiC| {a1['constant_abs_dic']}")
+print("the paper's Table 2, |DiC| (quoted):", ", ".join(f"{k} {v}" for k, v in a1["paper_table_2_abs_dic"].items()))
+beats = [k for k, v in a1["paper_table_2_abs_dic"].items() if v < a1["constant_abs_dic"]]
+print("below the constant:", ", ".join(beats))
+assert beats == ["RIS", "RIS + CRF"]
+
+# %% [markdown]
+# So the paper's counting claim is the claim that matters, and the one our shipped
+# reproduction does not yet meet: counting at the level of a constant is what a model does when
+# its stop has learned the typical count and not the plant. Two things can be tried without
+# retraining -- the assembly of {ref}`the inference chapter <inference-assembly>`, and the
+# stop threshold -- and several with it; chapter {doc}`Beyond the paper <12_beyond>` measures
+# both kinds.
 #
 # ### The failure kinds of Figs. 11–13, found automatically
 #

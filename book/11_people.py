@@ -70,7 +70,7 @@ from ris_lite.model.fcn8s import FCN8s
 from ris_lite.model.people import people_model_config
 from ris_lite.model.ris import RIS
 from ris_lite.training.config import TrainConfig
-from ris_lite.viz import label_rgb
+from ris_lite.viz import glue, label_rgb
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data" / "fixtures").is_dir())
 FIXTURES = ROOT / "data" / "fixtures"
@@ -222,7 +222,7 @@ for ds, label in ((voc, "VOC"), (coco, "COCO")):
               f"{box.placed[0]}x{box.placed[1]} in 500x500; people {len(ds[i][1])}, "
               f"crowd regions {len(ds.crowd(i))}")
 
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+fig, axes = plt.subplots(1, 4, figsize=(10, 3.0))
 rec = voc.record(0)
 h, w = rec.box.placed
 axes[0].imshow(rec.image[:, :h, :w].permute(1, 2, 0))
@@ -277,7 +277,8 @@ assert len(coco[0][1]) == 2 and len(coco.crowd(0)) == 1
 #
 # A detection whose best instance is already taken is a false positive, even if a second
 # instance would have been free; COCO's rule instead takes the best *free* instance above θ.
-# $\mathrm{AP}^r(0.5)$ uses θ = 0.5; the paper's "$\mathrm{AP}^r$ Ave" averages θ = 0.1, 0.2, …, 0.9. First the whole
+# $\mathrm{AP}^r(0.5)$ uses $\theta = 0.5$; the paper's "$\mathrm{AP}^r$ Ave" averages
+# $\theta = 0.1, 0.2, \dots, 0.9$. First the whole
 # computation in a dozen lines, on a two-person example where the rules differ.
 
 # %%
@@ -316,7 +317,7 @@ def boxes(shape, *spans):
 gt = boxes((10, 20), (0, 10), (8, 18))
 det = boxes((10, 20), (0, 10), (2, 15))
 example = [(det, np.array([0.9, 0.8]), gt, np.zeros((10, 20), bool))]
-print("IoU of detection 2 with A, B:", np.round(mask_iou(det, gt)[1], 3))
+print("IoU of detection 2 with A, B:", np.round(mask_iou(det, gt)[1], 2))
 for theta in (0.4, 0.5):
     by_hand = sds_ap_by_hand(example, theta)
     ours = average_precision_r([ImageDetections(*example[0])], theta)
@@ -326,7 +327,7 @@ for theta in (0.4, 0.5):
 assert average_precision_r([ImageDetections(*example[0])], 0.4, protocol="coco") == 1.0
 
 # %% [markdown]
-# At θ = 0.4 detection 2's best instance is A (IoU 0.53), already matched by detection 1: a false
+# At $\theta = 0.4$ detection 2's best instance is A (IoU 0.53), already matched by detection 1: a false
 # positive under SDS, a true positive on B (IoU 0.44) under COCO. The two protocols otherwise
 # agree: on the same detections with one threshold, `ris_lite`'s COCO rule with COCO's 101-point
 # interpolation equals pycocotools' own evaluation to 10⁻⁹ (`tests/test_people_readers.py`).
@@ -354,16 +355,16 @@ assert np.all(with_void > without)
 # this tells the model nothing. The background has bushes and boxes in clothing colours.
 
 # %%
-scenes = [make_people_scene(1_200_000 + s) for s in range(6)]
-fig, axes = plt.subplots(2, 6, figsize=(14, 5))
+scenes = [make_people_scene(1_200_000 + s) for s in range(4)]
+fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
 for ax, sc in zip(axes.T, scenes):
     ax[0].imshow(sc.image.permute(1, 2, 0))
     n = int(sc.labels.max())
-    ax[0].set_title(f"{n} {'person' if n == 1 else 'people'}", fontsize=9)
+    ax[0].set_title(f"{n} {'person' if n == 1 else 'people'}", fontsize=10)
     ax[1].imshow(label_rgb(sc.labels))
     for whole in sc.amodal:
         ax[1].contour(whole, levels=[0.5], colors="w", linewidths=0.6)
-    ax[1].set_title("visible (amodal outlined)", fontsize=9)
+    ax[1].set_title("visible (amodal outlined)", fontsize=10)
 for ax in axes.ravel():
     ax.axis("off")
 plt.show()
@@ -404,13 +405,15 @@ for key, label in (("ris", "RIS (people configuration)"), ("baseline", "row-medi
                    ("oracle_foreground", "oracle foreground + comp.")):
     print(f"{label:28s}{100 * stored[key]['ap50']:10.1f}{100 * stored[key]['ap_mean']:10.1f}")
 assert live["ris"]["ap50"] > live["baseline"]["ap50"]
+for key in ("ris", "baseline", "oracle_foreground"):
+    glue(f"{key}_ap50", 100 * stored[key]["ap50"])
 
 # %% [markdown]
-# RIS finds far more people than the non-learned baseline. At IoU 0.5 it stays below the
+# RIS finds far more people than the non-learned baseline. At $\theta = 0.5$ it stays below the
 # oracle: its masks are read from a 16 × 16 grid, too coarse for arms and legs, so many figures
-# it finds miss the 0.5 mark (the failure count below). Averaged over IoU 0.1-0.9 it is above
-# the oracle, because at low thresholds separating overlapping figures matters more than
-# outlines, and the oracle cannot separate them.
+# it finds miss the mark (the failure count below). Averaged over $\theta = 0.1, \dots, 0.9$ it
+# is above the oracle, because at low thresholds separating overlapping figures matters more
+# than outlines, and the oracle cannot separate them.
 
 # %%
 assert live["ris"]["ap50"] < live["oracle_foreground"]["ap50"]  # this run's scores, not the stored ones
@@ -438,21 +441,21 @@ for key, label in (("baseline", "non-learned baseline"), ("ris", "RIS, people co
 # emission step; colours in the two rows are not matched to each other):
 
 # %%
-fig, axes = plt.subplots(3, 6, figsize=(14, 7.5))
-for col, i in enumerate(range(6)):
+fig, axes = plt.subplots(3, 4, figsize=(10, 7.8))
+for col, i in enumerate(range(4)):
     image, true_masks = test[i]
     labels = live["ris_labels"][i]
     axes[0, col].imshow(image.permute(1, 2, 0))
-    axes[0, col].set_title(f"scene {i}", fontsize=9)
+    axes[0, col].set_title(f"scene {i}", fontsize=10)
     n = len(true_masks)
     axes[1, col].imshow(label_rgb(ris_lite.masks_to_labels(true_masks)))
-    axes[1, col].set_title(f"truth: {n} {'person' if n == 1 else 'people'}", fontsize=9)
+    axes[1, col].set_title(f"truth: {n} {'person' if n == 1 else 'people'}", fontsize=10)
     axes[2, col].imshow(label_rgb(labels))
     for k in range(1, int(labels.max()) + 1):
         ys, xs = np.nonzero((labels == k).numpy())
         axes[2, col].text(xs.mean(), ys.mean(), str(k), color="w", ha="center", va="center", fontsize=10,
                           bbox={"facecolor": "k", "alpha": 0.4, "pad": 1})
-    axes[2, col].set_title(f"RIS: {int(labels.max())}", fontsize=9)
+    axes[2, col].set_title(f"RIS: {int(labels.max())}", fontsize=10)
 for ax in axes.ravel():
     ax.axis("off")
 plt.show()
@@ -478,9 +481,9 @@ for kind in ("joined", "missed", "hallucinated"):
 # people first and keeping in its state what is already explained, so that a half-hidden person
 # is found afterwards. The stand-in knows every figure's depth, so the claim can be measured.
 # In each test scene, RIS's instances are matched one-to-one to the true figures (Hungarian on
-# IoU, IoU ≥ 0.5); over the matched pairs, Kendall's τ compares the emission step with the
+# IoU, $\mathrm{IoU} \ge 0.5$); over the matched pairs, Kendall's τ compares the emission step with the
 # depth: τ = +1 means strictly front to back, −1 back to front, 0 no relation. The mean over
-# scenes with at least two matched figures comes with a 95 % bootstrap interval; we also count
+# scenes with at least two matched figures comes with a $95\,\%$ bootstrap interval; we also count
 # how often the first figure emitted is the nearest one, against the chance rate 1/m.
 
 # %%
@@ -502,7 +505,9 @@ taus = [r["tau"] for r in usable]
 pairs = [r["tau"] for r in usable if r["matched"] == 2]
 print(f"{len(pairs)} of {len(usable)} scenes have exactly two matched figures; their tau is "
       f"+1 in {sum(t > 0 for t in pairs)} and -1 in {sum(t < 0 for t in pairs)}")
-assert all(abs(t) == 1 for t in pairs)
+# two independent readings of the same scenes: Kendall's tau of two figures is +1 exactly when
+# the figure emitted first is the nearer one (front_first, found by argmin, not by kendalltau)
+assert all((r["tau"] > 0) == r["front_first"] for r in usable if r["matched"] == 2)
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.hist([pairs, [r["tau"] for r in usable if r["matched"] > 2]], bins=np.linspace(-1, 1, 11),
         stacked=True, color=["tab:blue", "tab:orange"], label=["2 matched", "3 or more matched"])
@@ -564,8 +569,8 @@ else:
 # * Region AP sorts all detections by score, matches each with the instance it overlaps most
 #   (SDS/VOC) and integrates the precision envelope over recall (eqs. {eq}`people-pr`–{eq}`people-match`). COCO's rule
 #   falls back to the best free instance, so it never finds fewer true positives.
-# * On the stand-in, RIS beats a tuned non-learned baseline on $\mathrm{AP}^r$ (13.1 against 2.3 at IoU
-#   0.5). The occlusion test puts a number and an interval on the paper's claim that RIS emits
+# * On the stand-in, RIS beats a tuned non-learned baseline on $\mathrm{AP}^r(0.5)$
+#   ({glue:text}`ris_ap50:.1f` against {glue:text}`baseline_ap50:.1f`). The occlusion test puts a number and an interval on the paper's claim that RIS emits
 #   the people in front first: on our stand-in, no order can be told from chance.
 #
 # ## Quick questions
@@ -573,8 +578,9 @@ else:
 # 1. Why does a 1 × 1 ConvLSTM still produce spatially coherent masks?
 # 2. An image is 375 × 500. How many cells does the FCN-8s grid have, and how many of them see
 #    only padding?
-# 3. Two detections overlap the same person with IoU 0.9 and 0.7; the second also overlaps a
-#    different, unmatched person with IoU 0.6. What are they under SDS and under COCO at θ = 0.5?
+# 3. Two detections overlap the same person with IoU $0.9$ and $0.7$; the second also overlaps a
+#    different, unmatched person with IoU $0.6$. What are they under SDS and under COCO at
+#    $\theta = 0.5$?
 # 4. Why must region AP be computed over the whole data set rather than per image and averaged?
 # 5. If RIS emitted figures in random order, what would the mean τ and the front-first rate be?
 #
@@ -585,8 +591,8 @@ else:
 # 2. The reader puts it in the 500 × 500 frame (rows 375-499 are padding), which the FCN pads
 #    to 512 × 512: a 64 × 64 grid whose rows from about 375 / 8 ≈ 47 on see only padding --
 #    about a quarter of the cells, all of it void in the score.
-# 3. The first is a TP. The second: SDS compares it with the person it overlaps most (0.7,
-#    taken) -> FP; COCO takes the best free one above 0.5 (0.6) -> TP.
+# 3. The first is a TP. The second: SDS compares it with the person it overlaps most ($0.7$,
+#    taken) -> FP; COCO takes the best free one above $0.5$ ($0.6$) -> TP.
 # 4. AP ranks detections by score across images: a method must also make its scores comparable
 #    between images, which per-image averaging would never test.
 # 5. τ = 0 on average, and front-first ≈ the chance rate, the mean of 1/m.

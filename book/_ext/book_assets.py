@@ -12,8 +12,10 @@ Two problems of the Jupyter Book 1.x stack, both found by ``tests/test_browser.p
   ``"always"`` loads the (local, offline) MathJax on every page.
 
 It also sets the theme's default colour mode (see ``_light_by_default``) and adds
-``static/book_outputs.css``: printed cell outputs wrap instead of hiding the end of a long line
-behind a scrollbar.
+``static/book_outputs.css``: printed cell outputs keep their columns (a line is never wrapped)
+and scroll inside their own box where the column is narrower than they are, and so do display
+equations, whose numbers get a line of their own on a narrow screen, so a phone shows every
+equation and every printed table whole (``tests/test_browser.py`` checks it at 1280 and 390 px).
 """
 
 from pathlib import Path

@@ -78,7 +78,7 @@ def inhibition():
         arrow(ax, prev, (x - (0.7 if x < 6 else 0.5), 2.6))
         prev = (x + (0.7 if x < 6 else 0.5), 2.6)
     prev = (1.55, 1.05)
-    for x, text in [(2.8, "max-pool\nover cells"), (4.7, "linear\n$w_s^\\top\\cdot + a_s$"), (6.5, "sigmoid"),
+    for x, text in [(2.8, "max-pool\nover cells"), (4.7, "linear\n$w_s^\\top\\cdot + c_s$"), (6.5, "sigmoid"),
                     (7.9, "$s_t$")]:
         box(ax, x, 0.8, 1.4 if x < 6 else 1.0, 0.8, text, "head" if x > 7 else "op", 8.5)
         arrow(ax, prev, (x - (0.7 if x < 6 else 0.5), 0.8))
