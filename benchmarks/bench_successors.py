@@ -21,12 +21,22 @@ to DETR").
    plants, in this process, on 1 thread: SBD, |DiC|, DiC, FgBgDice, the correlation of the
    predicted with the true counts, the share of each segment kind (``whole`` leaves, fragments,
    merges, spills; ``ris_lite.evaluation.diagnose.segment_kinds``) and inference plants/s.
+   Each family's inference knobs are then chosen on the 64 validation plants, as the
+   inference chapter does for RIS's assembly: the embedding model's clustering bandwidth and
+   minimum cluster size, RIS's assembly and minimum segment size (``ris_lite.model.assembly``),
+   the set model's score threshold. The rule: the lowest validation |DiC| among the settings
+   within 0.5 SBD points of the best validation SBD. Each row holds the scores with the
+   model's defaults (``default``) and with the chosen knobs (``tuned``).
 3. Measures training images/s of every kind (RIS at its last curriculum stage, up to 22 steps)
    on this machine in this run: ``--probe-seconds`` of training steps at batch 4 on 1 thread;
    beside it each run's own images/s (its images over its training time, under whatever else
    ran beside it).
 
 Writes one JSON (``--out``) with the rows, the commands that made them and the machine.
+``--ship`` then exports each trained family to ``ris_lite/pretrained/rosettes_KIND.pt`` (as
+``ris-lite export`` does) with the knobs chosen on validation written into its model config
+(the embedding model's ``bandwidth`` and ``min_cluster_size``), so that
+``load_pretrained("rosettes_embedding").predict`` uses them.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ from ris_lite.evaluation.count_report import count_correlation
 from ris_lite.evaluation.diagnose import SEGMENT_KINDS, segment_kinds
 from ris_lite.evaluation.evaluate import predict_dataset
 from ris_lite.evaluation.metrics import evaluate_labels
-from ris_lite.model.checkpoint import load_checkpoint
+from ris_lite.model.checkpoint import export, load_checkpoint, run_summary, save_atomic
 from ris_lite.model.embedding import EmbeddingConfig
 from ris_lite.model.ris import RISConfig
 from ris_lite.model.set_prediction import SetConfig
@@ -163,17 +173,67 @@ def probe_speed(kind: str, seconds: float, batch: int) -> float:
         return steps * batch / (time.perf_counter() - t0)
 
 
+#: the inference knobs of each family searched on the validation plants (module docstring, 2)
+GRIDS = {"ris": [{"assembly": a, "min_size": m} for a in ("first", "argmax") for m in (0, 10, 20, 40, 80)],
+         "set": [{"score_threshold": t} for t in (0.3, 0.4, 0.5, 0.6, 0.7)],
+         "embedding": [{"bandwidth": b, "min_size": m} for b in (1.0, 1.25, 1.5, 1.75, 2.0)
+                       for m in (8, 15, 30, 45, 60)]}
+
+
+class WithKnobs:
+    """A model whose ``predict`` always gets ``knobs`` (for ``predict_dataset``)."""
+
+    def __init__(self, model, knobs: dict):
+        self.model, self.knobs, self.data_options = model, knobs, getattr(model, "data_options", None)
+
+    def predict(self, images, **kw):
+        return self.model.predict(images, **kw, **self.knobs)
+
+
+def tune(model, kind: str) -> dict:
+    """The knobs of ``GRIDS[kind]`` chosen on the validation plants by the module's rule."""
+    val = RosetteDataset("val", **(getattr(model, "data_options", None) or {}))
+    rows = []
+    for knobs in GRIDS[kind]:
+        preds, gts = predict_dataset(WithKnobs(model, knobs), val)
+        r = evaluate_labels(preds, gts)
+        rows.append((knobs, float(r["sbd"]), float(r["abs_dic"])))
+    best = max(sbd for _, sbd, _ in rows)
+    knobs, sbd, abs_dic = min((r for r in rows if r[1] >= best - 0.005), key=lambda r: (r[2], -r[1]))
+    return {"knobs": knobs, "val_sbd": round(sbd, 4), "val_abs_dic": round(abs_dic, 3), "val_plants": len(val)}
+
+
 def run_row(source, name: str, plants: int, command: str) -> dict:
     """One row: scores, and the run's own training images/s and images."""
     model = load_model(source)
     state = load_checkpoint(source if Path(str(source)).is_file() else pretrained_path(str(source)))
     counters = state.get("trainer", {})
     elapsed = counters.get("elapsed") or 0
-    return {"model": name, "kind": state["config"].get("model_kind", "ris"), "command": command,
+    kind = state["config"].get("model_kind", "ris")
+    chosen = tune(model, kind)
+    return {"model": name, "kind": kind, "command": command,
             "images": counters.get("images_seen"), "steps": counters.get("step"),
             "train_minutes": round(elapsed / 60, 1),
             "run_images_per_s": round(counters["images_seen"] / elapsed, 2) if elapsed else None,
-            "parameters": sum(p.numel() for p in model.parameters()), **score(model, plants)}
+            "parameters": sum(p.numel() for p in model.parameters()), **score(model, plants),
+            "tuned": {**chosen, **score(WithKnobs(model, chosen["knobs"]), plants)}}
+
+
+#: knobs that live in a family's model config (the rest are arguments of ``predict``)
+CONFIG_KNOBS = {"embedding": {"bandwidth": "bandwidth", "min_size": "min_cluster_size"}}
+
+
+def ship(path: Path, kind: str, knobs: dict, where: Path = Path("ris_lite/pretrained")) -> Path:
+    """Export the run of ``path`` as ``where/rosettes_KIND.pt`` with its config-held knobs set."""
+    out = where / f"rosettes_{kind}.pt"
+    export(path, out)
+    state = load_checkpoint(out)
+    for knob, field in CONFIG_KNOBS.get(kind, {}).items():
+        state["config"]["model"][field] = knobs[knob]
+    save_atomic(state, out)
+    (where / f"rosettes_{kind}_config.json").write_text(run_summary(state))
+    shutil.copyfile(path.parent / "log.csv", where / f"rosettes_{kind}_log.csv")
+    return out
 
 
 def cpu_name() -> str:
@@ -196,6 +256,8 @@ def main(argv=None) -> dict:
     p.add_argument("--plants", type=int, default=100, help="test plants scored")
     p.add_argument("--probe-seconds", type=float, default=20.0, help="seconds of each training-speed probe (0: skip)")
     p.add_argument("--out", default=None, help="the JSON (default benchmarks/results/successors_IMAGESk.json)")
+    p.add_argument("--ship", action="store_true",
+                   help="export each family to ris_lite/pretrained/rosettes_KIND.pt with its validation-chosen knobs")
     a = p.parse_args(argv)
     kinds = [k for k in a.families.split(",") if k]
     if not set(kinds) <= set(CONFIGS):
@@ -213,6 +275,9 @@ def main(argv=None) -> dict:
     out = {"images": a.images, "batch_size": a.batch_size, "threads": 1, "test_plants": a.plants,
            "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__},
            "train_images_per_s_probe": probes, "rows": rows}
+    if a.ship:
+        for row, (kind, path) in zip(rows[1:], models.items()):
+            ship(path, kind, row["tuned"]["knobs"])
     text = json.dumps(out, indent=1)
     print(text)
     path = Path(a.out or f"benchmarks/results/successors_{a.images // 1000}k.json")

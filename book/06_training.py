@@ -266,23 +266,47 @@ print("steps 1-4, uninterrupted vs saved after step 2 and resumed: max |loss dif
 # ## A short real run
 #
 # Here `Trainer.run` trains on easy plants for a few CPU minutes. On a GPU (`FULL`), the same
-# cell runs the full A1 curriculum for an hour. `run` shows a `tqdm` bar (loss, matched IoU,
-# $L$, images/s) and writes `log.csv` and `last.pt` into its folder; mixed precision (bf16)
-# is used on CUDA.
+# cell runs the shipped recipe -- the full A1 curriculum, a fixed number of steps, each lr of
+# the last stage held -- into a folder that survives a Colab disconnect: mount Google Drive
+# first (`from google.colab import drive; drive.mount("/content/drive")`) and `run_folder`
+# puts the run in `MyDrive/ris_lite_runs/rosettes`; after a disconnect, run the cell again and
+# `resume_or_start` continues from the last checkpoint, step for step (module
+# `ris_lite.training.run_folders`). Without Drive the run goes to a local `runs/` folder,
+# which a new Colab runtime does not keep. `run` shows a `tqdm` bar (loss, matched IoU, $L$,
+# images/s) and writes `log.csv` and `last.pt`; mixed precision (`--precision auto`: bf16
+# where the GPU computes it natively, fp16 with a gradient scaler on older ones such as the
+# T4) is used on CUDA.
+#
+# How long on Colab's T4? No GPU was at hand when this was written, so the cell below gives an
+# **estimate**, not a measurement: the arithmetic of the recipe (the FLOPs per image that
+# `benchmarks/bench_train_speed.py` counted) over an assumed 5 % of the T4's fp16 peak (small
+# convolutions on a 53 × 50 grid, one step after another, keep a GPU far from its peak).
+
+# %%
+speed = json.loads((ROOT / "benchmarks" / "results" / "train_speed_epyc_avx512bf16.json").read_text())
+shipped = json.loads((PRETRAINED / "rosettes_config.json").read_text())
+T4_FP16_TFLOPS, ASSUMED_SHARE = 65.0, 0.05  # NVIDIA's T4 datasheet peak; the share is an assumption
+images = shipped["images_seen"]
+tflop = images * speed["gflop_per_image"]["paper"] / 1000
+print(f"the shipped recipe: {images} images x {speed['gflop_per_image']['paper']:.0f} GFLOP = {tflop:.0f} TFLOP; "
+      f"estimate on a T4 at {ASSUMED_SHARE:.0%} of its fp16 peak: {tflop / (T4_FP16_TFLOPS * ASSUMED_SHARE) / 60:.0f} "
+      f"minutes (one CPU thread took {shipped['elapsed'] / 60:.0f})")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-out = Path(tempfile.mkdtemp()) / "short_run"
-if FULL:  # the shipped recipe ("The shipped checkpoint and the CLI") with a GPU-sized batch
+from ris_lite.training.run_folders import resume_or_start, run_folder
+
+if FULL:  # the shipped recipe ("The shipped checkpoint and the CLI"), in a folder that survives
     config = ris_lite.TrainConfig(model=ris_lite.RISConfig(fcn_dilations=(1, 2, 4, 8)).to_dict(),
-                                  lr=2e-3, batch_size=8, val_images=64, patience=3, eval_every=200,
-                                  stage_max_steps=1000)
-    budget, max_steps = 60, None
+                                  lr=2e-3, batch_size=4, val_images=64, patience=3, eval_every=50,
+                                  stage_max_steps=250, lr_hold_steps=1000, max_steps=shipped["step"])
+    out = run_folder("rosettes")
+    short = resume_or_start(config, out, device=device.type).run()
 else:
     config = ris_lite.TrainConfig(lr=1e-3, batch_size=4, curriculum=[[2, 2, 3], [4, 2, 4]],
                                   eval_every=50, patience=1, train_images=200)
-    budget, max_steps = None, 150
-short = ris_lite.Trainer(config, out, device=device.type).run(budget_minutes=budget, max_steps=max_steps)
+    out = Path(tempfile.mkdtemp()) / "short_run"
+    short = ris_lite.Trainer(config, out, device=device.type).run(max_steps=150)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -528,6 +552,35 @@ glue("duplicate_steps", 100 * whole_leaves["duplicate_steps"])
 #
 # The {doc}`evaluation chapter <08_evaluation>` measures the shipped model on the whole test split and compares it
 # with a classical baseline.
+#
+# (training-several-gpus)=
+# ## When one GPU is not enough
+#
+# Training on the paper's real data -- A1 from scratch for many more images than the shipped
+# run saw, or people on VOC and COCO -- outgrows one GPU. `torchrun` starts one training process (a *rank*) per GPU, and `ris-lite
+# train` recognises it and trains one model with PyTorch's DistributedDataParallel (module
+# `ris_lite.training.distributed`):
+#
+# ```bash
+# torchrun --nproc_per_node=4 -m ris_lite train --data cvppp:data/CVPPP/A1 --out runs/a1 --batch-size 4
+# torchrun --nproc_per_node=4 -m ris_lite train --out runs/a1 --resume auto    # after an interruption
+# ```
+#
+# What changes, and what does not:
+#
+# * **The batch.** `--batch-size` is per rank; each step averages the gradients of all ranks,
+#   so it is one step on $N \times$ batch images. The curriculum and the lr rule see one
+#   validation loss, summed over the ranks' shares of the validation plants, so every rank
+#   advances and cuts the lr at the same step.
+# * **The learning rate** is kept as given. With $N$ times the batch you may scale it by $N$
+#   (the linear scaling rule, with a warm-up: `--schedule cosine --warmup-steps 500`); that is
+#   our advice, not the paper's, so watch the first few hundred validation losses.
+# * **Seeds and data.** Rank $r$ trains on items $r, r + N, \ldots$ of each data set, so no
+#   plant or file is drawn twice, and its random draws at step $t$ are seeded from (seed, $r$,
+#   $t$): a resumed run repeats the uninterrupted one on every rank.
+# * **Who writes.** Rank 0 alone writes `last.pt`, `log.csv`, the run's lock and the progress
+#   bar. A test trains two CPU ranks (gloo) with batch 2 and one process with batch 4 on the
+#   same plants and finds the same weights (`tests/test_distributed.py`).
 #
 # ## Summary
 #

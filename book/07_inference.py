@@ -234,11 +234,12 @@ assert torch.equal(live, by_hand)
 print(f"this plant with the chosen assembly: {int(live.max())} leaves (paper's rule: {int(labels.max())}; truth {n_true})")
 
 # %% [markdown]
-# Read the table for what it says about counting: the assembly removes slivers, so it can only
-# *lower* a count, and it helps most where a model over-counts by repeating leaves. It cannot
-# make a model that stops at 17 or 18 whatever the plant follow the plant: that is the stop
-# score's job, measured in chapter {doc}`Evaluation <08_evaluation>` and worked on in
-# {doc}`Beyond the paper <12_beyond>`.
+# Read the table for what it says about counting: the size filter removes slivers, so it can
+# only *lower* a count, and it helps where a model over-counts by keeping the leftovers of
+# repeated leaves; it lifts the SBD too, since every sliver was a leaf with a Dice near zero.
+# It cannot tell the model where a plant ends: a model whose stop comes at much the same step
+# for every plant still does after the filter. That is the stop score's job, measured in
+# chapter {doc}`Evaluation <08_evaluation>` and worked on in {doc}`Beyond the paper <12_beyond>`.
 
 # %% [markdown]
 # (inference-watching-work)=

@@ -154,11 +154,15 @@ def score_people(model, dataset, baseline: Dict, max_steps: int = 10, oracle: bo
     """Everything the people benchmark reports on a :class:`~ris_lite.data.people.PeopleDataset`.
 
     ``baseline``: the parameters of :func:`tune_people_baseline` (tuned on another split). Returns
-    ``{"ris": region_ap, "baseline": region_ap, "oracle_foreground": region_ap (connected
-    components of the TRUE foreground: what separating touching figures is worth),
-    "occlusion": one :func:`emission_vs_depth` record per image, "failures": RIS's joined /
-    missed / hallucinated instances (``metrics.failure_kinds``) summed, with the numbers of
-    true and predicted people, "ris_labels": the label maps}``.
+    a dict with
+
+    * ``"ris"``, ``"baseline"``, ``"oracle_foreground"``: region AP of RIS, of the baseline and of
+      the connected components of the TRUE foreground (what separating touching figures is worth);
+    * ``"occlusion"``: one :func:`emission_vs_depth` record per image;
+    * ``"failures"``: RIS's joined / missed / hallucinated instances
+      (:func:`ris_lite.evaluation.metrics.failure_kinds`) summed, with the numbers of true and
+      predicted people;
+    * ``"ris_labels"``: RIS's label maps.
     """
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     gts = [dataset[i][1].numpy() for i in range(len(dataset))]

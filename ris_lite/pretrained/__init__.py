@@ -23,7 +23,9 @@ from ..model.crf import CRFConfig
 from ..model.ris import RIS
 
 PRETRAINED = {"rosettes": "rosettes.pt", "rosettes_canvas": "rosettes_canvas.pt", "rosettes_styles": "rosettes_styles.pt",
-              "people": "people.pt"}
+              "people": "people.pt",
+              # ours (book chapter 13): the two successor families at the shipped RIS's image budget
+              "rosettes_set": "rosettes_set.pt", "rosettes_embedding": "rosettes_embedding.pt"}
 
 
 def pretrained_path(name: str = "rosettes") -> Path:
