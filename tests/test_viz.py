@@ -45,3 +45,26 @@ def test_glue_without_myst_nb_prints_the_value(monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_myst_nb)
     glue("sbd", np.float64(62.9))
     assert capsys.readouterr().out == "sbd: 62.9\n"  # a plain number, not np.float64(62.9)
+
+
+def test_sequence_strip_stays_about_a_column_wide():
+    """Eight steps in blocks of at most four: the figure is no wider than the book's column
+    (10 inches; wider ones are shrunk until their titles cannot be read), and every step keeps
+    its four panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import ris_lite
+    from ris_lite.viz import sequence_strip
+
+    torch.manual_seed(0)
+    model = ris_lite.RIS(ris_lite.RISConfig(channels=4, input_size=(24, 24)))
+    with torch.no_grad():
+        masks, scores, stages = model(torch.rand(1, 3, 24, 24), 8, return_stages=True)
+    fig = sequence_strip(stages, masks, scores)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert fig.get_size_inches()[0] <= 10 and len(shown) == 4 * 8
+    assert sorted(ax.get_title() for ax in shown if ax.get_title())[0].startswith("t=1 ")
+    plt.close(fig)
