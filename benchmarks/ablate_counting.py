@@ -8,8 +8,8 @@ each one process of 1 thread, with the same seed, plants and lr rule:
 * ``count_ft``: the same, with the union of emitted masks into the ConvLSTM and the stop score
   and the monotonic score loss (``--union-input --score-sees-union --monotonic-weight 1``),
   zero-initialised so it starts as ``rosettes``;
-* ``count_scratch``: the levers from scratch on the shipped recipe (4,500 steps; resumable over
-  sessions from its committed checkpoint).
+* ``count_scratch``: the levers from scratch on the shipped recipe (4,500 steps; resumed over
+  sessions from the checkpoint committed in ``benchmarks/checkpoints/i38/count_scratch``).
 
 ``--score`` scores every arm's ``last.pt`` (and ``rosettes``) on the 100 test plants: SBD,
 |DiC|, the diagnosis (segment kinds, duplicate steps) and the count report against the best
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,8 +51,16 @@ ARMS = {"paper_ft": FINE_TUNE, "count_ft": FINE_TUNE + LEVERS, "count_scratch": 
 KEYS = ("sbd", "abs_dic", "dic", "fgbg_dice")
 
 
+#: where a session commits an arm's checkpoint for the next session to resume
+COMMITTED = Path("benchmarks/checkpoints/i38")
+
+
 def command(arm: str, runs: Path) -> list:
     out = runs / arm
+    if not (out / "last.pt").is_file() and (COMMITTED / arm / "last.pt").is_file():
+        out.mkdir(parents=True, exist_ok=True)  # a later session: go on from the committed checkpoint
+        for name in ("last.pt", "log.csv"):
+            shutil.copyfile(COMMITTED / arm / name, out / name)
     if (out / "last.pt").is_file():
         return ["ris-lite", "train", "--out", str(out), "--resume", "auto", "--quiet"]
     return ["ris-lite", "train", *ARMS[arm], "--quiet", "--out", str(out)]

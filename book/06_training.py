@@ -279,7 +279,7 @@ print("steps 1-4, uninterrupted vs saved after step 2 and resumed: max |loss dif
 #
 # How long on Colab's T4? No GPU was at hand when this was written, so the cell below gives an
 # **estimate**, not a measurement: the arithmetic of the recipe (the FLOPs per image that
-# `benchmarks/bench_train_speed.py` counted) over an assumed 5 % of the T4's fp16 peak (small
+# `benchmarks/bench_train_speed.py` counted) over an assumed $5\,\%$ of the T4's fp16 peak (small
 # convolutions on a 53 × 50 grid, one step after another, keep a GPU far from its peak).
 
 # %%

@@ -187,7 +187,7 @@ print(f"kept {K} steps (the score first fell below 1/2 at step {K + 1}); {int(la
 #
 # $$
 # y(p) = \operatorname*{arg\,max}_{t \le K}\; s_t\, \hat{Y}_t(p)
-# \quad	ext{where } \max_{t \le K} \hat{Y}_t(p) > 	frac12, \qquad y(p) = 0 	ext{ elsewhere,}
+# \quad\text{where } \max_{t \le K} \hat{Y}_t(p) > \tfrac12, \qquad y(p) = 0 \text{ elsewhere,}
 # $$ (infer-argmax)
 #
 # and segments smaller than $m$ pixels are dropped. Both are options of `RIS.predict`
@@ -371,7 +371,7 @@ _ = widgets.interact(show_step, t=widgets.IntSlider(min=1, max=K + 1, value=1, d
 #
 # ## Exercises
 #
-# 1. *(quick)* Change the mask threshold in `predict_by_hand` to 0.3 and 0.7 on the first 20 test
+# 1. *(quick)* Change the mask threshold in `predict_by_hand` to $0.3$ and $0.7$ on the first 20 test
 #    plants. How do SBD and DiC move?
 # 2. *(quick)* In `ris_by_hand`, replace the log-softmax by a plain sigmoid of the convolution
 #    (no competition) with the same $b$. What do the masks look like?

@@ -159,7 +159,7 @@ print(row("RIS (ris_lite, shipped)", ris_scores))
 print(row("RIS + canvas (ours, shipped)", canvas_scores))
 guess = json.loads((Path(ris_lite.__file__).parent / "pretrained" / "counting_test.json").read_text())["constant"]
 test_counts = np.array([int(test.labels(i).max()) for i in range(len(test))])
-print(f"{'constant guess of ' + str(guess) + ' (no model)':28s} {np.mean(guess - test_counts):+6.2f} "
+print(f"{'constant guess ' + str(guess) + ' (no model)':28s} {np.mean(guess - test_counts):+6.2f} "
       f"({np.std(guess - test_counts):.1f})  {np.mean(np.abs(guess - test_counts)):5.2f} "
       f"({np.std(np.abs(guess - test_counts)):.1f})  {'-':>11s}  {'-':>5s}")
 print()
@@ -323,7 +323,7 @@ assert beats == ["RIS", "RIS + CRF"]
 # ### The failure kinds of Figs. 11–13, found automatically
 #
 # `metrics.failure_kinds` flags a predicted leaf that covers more than half of two true
-# leaves (*joined*), a true leaf that no prediction overlaps with IoU ≥ 0.5 (*missed* in the
+# leaves (*joined*), a true leaf that no prediction overlaps with IoU $\ge 0.5$ (*missed* in the
 # sense of the paper's figures, which includes leaves that are found but covered less than
 # half: the next section separates the two), and a predicted leaf lying mostly on background
 # (*hallucinated*). Over the test split, for the paper-faithful RIS:
@@ -371,8 +371,8 @@ for name, sel in [("smallest third", leaf_area < small), ("middle third", (leaf_
     print(f"{name:15s} mean best Dice {per_leaf[sel].mean():.2f}")
 
 # %% [markdown]
-# Few leaves are missed outright (best Dice below 0.1); most are found but only partly covered,
-# which is why the *missed* count of the previous section, asking for IoU ≥ 0.5, is so much
+# Few leaves are missed outright (best Dice below $0.1$); most are found but only partly covered,
+# which is why the *missed* count of the previous section, asking for IoU $\ge 0.5$, is so much
 # larger. The overlays above
 # show which part: the free outer blade is painted, the inner end under the neighbouring
 # leaves often is not, or goes to a neighbour's mask. Small leaves, mostly young ones near the
@@ -493,7 +493,7 @@ print(f"AP^r(0.5) = {metrics.average_precision_r(detections, 0.5):.3f}, "
 # 3. Fine-tune the shipped model on real A1 images (`ris-lite train --data cvppp:… --init
 #    rosettes`, chapter [Your own data](10_your_data)) and fill in the RIS row of Table 2 for
 #    real data.
-# 4. Lower the stop threshold from 0.5 to 0.3 and 0.1: how do DiC and SBD move?
+# 4. Lower the stop threshold from $0.5$ to $0.3$ and $0.1$: how do DiC and SBD move?
 #
 # :::{dropdown} Hints
 # 1. `metrics.failure_kinds` sorts the misses. 2. Call `tune_baseline` on the test split and

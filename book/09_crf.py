@@ -441,24 +441,46 @@ glue("crf_rgb", config.appearance_rgb)
 # (crf-costs)=
 # ## What it costs
 #
-# The appearance kernel is computed exactly. With $N = 106 \times 100 = 10\,600$ pixels the
-# kernel matrix has $N^2 \approx 1.1 \times 10^8$ entries: 450 MB in float32, 225 MB in
-# bfloat16. `ris_lite` builds it once per image in blocks of rows and then spends one matrix
-# product per iteration; the smoothness kernel, which depends on position only, factorises into a
-# row and a column kernel and costs almost nothing. Larger images (past
-# `CRFConfig.max_kernel_bytes`) recompute the blocks at every iteration instead of storing them:
-# still exact, slower, memory bounded. Krähenbühl's permutohedral lattice approximates the same
-# sums in time linear in $N$, which is what makes the CRF affordable on 500 × 500 images.
+# The appearance kernel of the teaching implementation is computed exactly: every pair of
+# pixels gets its weight. With $N$ pixels that is $N^2$ entries -- for our 106 × 100 plants
+# about $1.1 \times 10^8$, held once per image in blocks of rows (bfloat16 where the CPU
+# computes it natively), then one matrix product per iteration; the smoothness kernel depends
+# on position only and factorises into a row and a column kernel. The cost grows with the
+# *square* of the frame: a whole A1 frame read at the model's scale (191 × 180) has ten times
+# the pairs of our plants, and a photograph at its own 530 × 500 two hundred times more.
 #
-# The benchmark timed, on the same plants and in the same run, RIS's forward pass, our CRF with
-# the kernel stored in float32 and in bfloat16, and the lattice code (medians, seconds per plant;
-# this run shared the two cores with a training run, so compare the ratios, not the seconds):
+# Krähenbühl's **permutohedral lattice** {cite:p}`kraehenbuehl2011densecrf` computes the same
+# Gaussian sums approximately, in time *linear* in $N$: it splats each pixel's value onto the
+# vertices of a lattice in the feature space (position and colour, scaled by the kernel's
+# widths), blurs along the lattice's axes, and slices the result back at each pixel. `ris_lite`
+# offers both behind one `CRFConfig` (module `ris_lite.model.crf_lattice`): `backend="exact"`
+# (this chapter's code, the library's default), `"lattice"` (the `pydensecrf2` package, `pip
+# install 'ris_lite[crf]'`) and `"auto"` (exact up to `AUTO_EXACT_MAX_PIXELS`, the lattice
+# above). The tuned parameters keep their meaning: the lattice receives exactly our features,
+# and its Potts compatibility is our weight $\omega$ (symmetric normalisation; without
+# normalisation the weight is rescaled by the kernel's mean row sum, since the C++ code divides
+# by it). The command line's `--crf-backend` defaults to `auto`, so `ris-lite evaluate --crf`
+# and `predict --crf` on real photographs use the lattice.
+#
+# The benchmark timed, on the same plants and in the same run, RIS's forward pass, the exact CRF
+# with the kernel stored in float32 and in bfloat16, and the lattice (medians, seconds per
+# plant), then the same at three frame sizes with the labels of the two backends compared:
 
 # %%
 for name in ("rosettes", "rosettes_canvas"):
-    s = bench["models"][name]["seconds_per_plant"]
-    print(f"{name:16s}" + "".join(f"  {k} {v:.3f}" for k, v in s.items()))
+    r = bench["models"][name]
+    print(f"{name:16s}" + "".join(f"  {k} {v:.3f}" for k, v in r["seconds_per_plant"].items()))
+    print(f"{'':16s}  RIS+CRF SBD exact {100 * r['ris_crf']['sbd']:.1f} %, lattice {100 * r['ris_crf_lattice']['sbd']:.1f} %; "
+          f"labels agree on {100 * r['lattice_pixel_agreement']:.2f} % of the pixels")
 print("machine:", bench["machine"])
+print(f"\n{'frame':>10s} {'pixels':>8s} {'RIS s':>7s} {'exact s':>9s} {'lattice s':>10s} {'agree %':>8s}")
+for r in bench["scaling"]["rows"]:
+    t = r["seconds_per_plant"]
+    exact = f"{t['crf_exact']:.2f}" if t["crf_exact"] is not None else f"{r['crf_exact_projected']:.0f}*"
+    agree = "-" if r["pixel_agreement"] is None else f"{100 * r['pixel_agreement']:.2f}"
+    print(f"{'x'.join(map(str, r['size'])):>10s} {r['pixels']:>8d} {t['ris_forward']:>7.2f} {exact:>9s} "
+          f"{t['crf_lattice']:>10.2f} {agree:>8s}")
+print("* not run: projected from the largest exact run by the square of the pixel count")
 
 # %% [markdown]
 # And on this machine, now (your numbers will differ; what matters is the ratio):
@@ -494,7 +516,7 @@ except ImportError:
 if have_lattice:
     exact = replace(config, kernel_dtype="float32")
     for k in range(3):
-        im = (test[k][0] * 255).round() / 255  # the C++ code reads 8-bit colours
+        im = test[k][0]  # the lattice receives our float features as they are
         masks_k = model.kept_masks(im)[0]
         unary = -torch.log(unary_probabilities(masks_k, exact.unary).clamp_min(exact.min_probability))
         ours = DenseCRF(im, exact).mean_field(unary)
@@ -523,8 +545,11 @@ if have_lattice:
 #   self term kept, every update lowers the free energy {eq}`crf-free-energy`.
 # * RIS decides the count, the CRF the shapes: the CRF's labels are RIS's instances
 #   (`keep_count`), as the paper's equal DiC columns suggest.
-# * On our small images the exact dense kernel is affordable and agrees with Krähenbühl's
-#   lattice code on nearly every pixel (the check's bar: `agree >= 0.98`).
+# * The exact dense kernel costs the square of the pixel count: affordable on our small
+#   plants, not on photographs. Krähenbühl's permutohedral lattice computes the same sums in
+#   linear time and agrees with it on nearly every pixel (the check's bar: `agree >= 0.98`);
+#   `CRFConfig(backend=...)` and the CLI's `--crf-backend` choose between them (`auto` on the
+#   command line: the lattice above a few thousand pixels).
 #
 # ## Quick questions
 #

@@ -139,10 +139,6 @@ def test_every_reference_has_a_title_a_venue_and_a_year():
 # Numbers in prose (issue 43): every number the prose states about our code or our runs comes
 # from a stored result or a live output, so a re-run cannot leave a stale one behind.
 
-# Chapters the lead engineer is still rewriting under issue 43 (their numbers are not glued
-# yet). The check skips them, with this reason, until each is done: then remove it from here.
-PENDING = {"07_inference", "08_evaluation", "12_beyond", "13_where_ris_stands"}
-
 _FENCE = re.compile(r"^(`{3,}|~{3,})(.*?)$(.*?)^\1\s*$", re.M | re.S)
 _DISPLAY_MATH = re.compile(r"\$\$.*?\$\$(?:\s*\([\w-]+\))?", re.S)
 _INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\$)[^$\n]+?(?<!\\)\$|\\\(.*?\\\)")
@@ -240,8 +236,6 @@ PROSE_PAGES = [nb for nb in NOTEBOOKS] + [ROOT / "book" / "changes.md", ROOT / "
 @pytest.mark.parametrize("page", PROSE_PAGES, ids=lambda p: p.stem)
 def test_numbers_in_prose_come_from_outputs(page):
     """Issue 43's rule on every chapter and on the reference pages that state results."""
-    if page.stem in PENDING:
-        pytest.skip(f"{page.stem}: its prose numbers are being moved to glue by the lead (issue 43, PENDING)")
     if page.suffix == ".md":
         found = unsourced_numbers(page.read_text())
     else:

@@ -8,8 +8,7 @@ pages) and never make the page itself scroll sideways.
 
 * At 1280 px nothing needs to scroll: no display equation and no printed output is wider than
   its column, and no chapter image is shown at less than 2/3 of its natural width (a figure
-  drawn wider than the column is shrunk, and its text with it, until it cannot be read). The
-  chapters in ``test_book.PENDING`` are exempt from the image check until they are redrawn.
+  drawn wider than the column is shrunk, and its text with it, until it cannot be read).
 * At 390 px a wide equation or printed table scrolls inside its own box (``book_outputs.css``)
   instead of being cut at the screen's edge, and an equation's number does not lie on the
   equation. Images are not held to their natural width there: a phone shows every figure at
@@ -30,7 +29,6 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 import yaml
-from test_book import PENDING  # chapters still being reworked under issue 43 (see there)
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -183,7 +181,7 @@ def test_page_in_a_real_browser(browser, page):
         "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
         ".map(i => i.getAttribute('src'))")
     assert not broken, f"{page.name}: images that did not load: {broken[:3]}"
-    if width == DESKTOP and page.stem not in PENDING:  # PENDING: their figures are redrawn with them
+    if width == DESKTOP:
         shrunk = browser.execute_script(
             "return Array.from(document.querySelectorAll('article img')).filter(i => i.naturalWidth > 0)"
             f".map(i => [i.getBoundingClientRect().width / i.naturalWidth, i.naturalWidth,"
