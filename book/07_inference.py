@@ -186,8 +186,9 @@ print(f"kept {K} steps (the score first fell below 1/2 at step {K + 1}); {int(la
 # pixel goes to the strongest weighted mask,
 #
 # $$
-# y(p) = \operatorname*{arg\,max}_{t \le K}\; s_t\, \hat{Y}_t(p)
-# \quad\text{where } \max_{t \le K} \hat{Y}_t(p) > \tfrac12, \qquad y(p) = 0 \text{ elsewhere,}
+# y(p) &= \operatorname*{arg\,max}_{t \le K}\; s_t\, \hat{Y}_t(p)
+#   \quad\text{where } \max_{t \le K} \hat{Y}_t(p) > \tfrac12, \\
+# y(p) &= 0 \quad\text{elsewhere,}
 # $$ (infer-argmax)
 #
 # and segments smaller than $m$ pixels are dropped. Both are options of `RIS.predict`

@@ -111,6 +111,11 @@ def _merged(batches_0: list, batches_1: list) -> list:
     return merged
 
 
+#: the bias of the mask head's 1x1 convolution shifts every logit of the log-softmax of eq.
+#: (4.1) alike, which the softmax cancels: the loss does not depend on it at all
+SHIFT_INVARIANT = {"inhibition.conv.bias"}
+
+
 def test_two_ranks_of_batch_2_train_as_one_process_of_batch_4(two_ranks, tmp_path):
     tmp, (r0, r1) = two_ranks
     images_0 = torch.cat([b[0] for b in r0["batches"]])
@@ -131,6 +136,9 @@ def test_two_ranks_of_batch_2_train_as_one_process_of_batch_4(two_ranks, tmp_pat
     # tolerance is a tenth of one step
     for k, v in ref.model.state_dict().items():
         assert torch.equal(r0["weights"][k], r1["weights"][k]), k
+        if k in SHIFT_INVARIANT:  # its exact gradient is 0: Adam turns pure float noise into steps
+            assert seen["grads"][0][k].abs().max() < 1e-6, k
+            continue
         torch.testing.assert_close(r0["weights"][k], v, rtol=0, atol=0.1 * ref.config.lr, msg=k)
     # validation: each rank scored its share (2 and 1 images); the reduced loss is the whole set's
     assert r0["val"] == r1["val"]
