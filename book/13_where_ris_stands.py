@@ -238,8 +238,8 @@ with torch.no_grad():
     steps, step_scores = ris_lite.load_pretrained()(images, 20)
     c = ris_loss(steps, step_scores, targets, counts)
     d = ris_loss(steps.flip(1), step_scores.flip(1), targets, counts)
-print(f"set loss, queries in order / permuted: {a.item():.3f} / {b.item():.3f}; "
-      f"RIS's loss, steps in order / reversed: {c.item():.3f} / {d.item():.3f}")
+print(f"set loss, queries in order / permuted: {a.item():.1f} / {b.item():.1f}; "
+      f"RIS's loss, steps in order / reversed: {c.item():.1f} / {d.item():.1f}")
 assert abs(a.item() - b.item()) < 1e-4 and abs(c.item() - d.item()) > 1.0
 
 # %% [markdown]
