@@ -241,3 +241,19 @@ def test_interpolated_masks_in_the_count_report_match_the_input_size():
     data = [(torch.rand(3, 40, 38), torch.ones(1, 40, 38, dtype=torch.bool))]
     r = count_report(model, data, constant=1, max_steps=3)
     assert r["plants"] == 1 and len(r["predicted_counts"]) == 1
+
+
+def test_cli_counting_options_reach_the_checkpoint(tmp_path, capsys):
+    from ris_lite.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--max-steps", "1", "--quiet", "--train-images", "2",
+                 "--curriculum", "2,1,3", "--val-images", "4", "--channels", "4", "--precision", "fp32",
+                 "--union-input", "--score-sees-union", "--monotonic-weight", "0.5", "--score-from-stage", "1"]) == 0
+    cfg = load_checkpoint(run / "last.pt")["config"]
+    assert cfg["model"]["union_input"] and cfg["model"]["score_sees_union"]
+    assert (cfg["monotonic_weight"], cfg["score_from_stage"]) == (0.5, 1)
+    assert main(["train", "--out", str(tmp_path / "p"), "--data", "people", "--union-input", "--max-steps", "1"]) == 2
+    assert "--union-input" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "c"), "--canvas", "--union-input", "--max-steps", "1"]) == 2
+    assert "canvas" in capsys.readouterr().err

@@ -75,6 +75,8 @@ def _new_model_config(a):
                 raise CLIError(f"--init with {', '.join(added)}: {e}") from None
         return init.config, init
     if is_people(a.data):  # the paper's people configuration (FCN-8s, 1x1 gates), scaled by --fcn-width
+        if any(_count_options(a).values()):
+            raise CLIError("--union-input and --score-sees-union are options of the plant model, not of --data people")
 
         if a.fcn_width <= 0:
             raise CLIError(f"--fcn-width must be positive, got {a.fcn_width}")
