@@ -18,6 +18,7 @@ assembly chosen on validation by ``benchmarks/tune_assembly.py``.
 
     python benchmarks/ablate_counting.py --train --arms count_ft,paper_ft          # ~35 min each, 1 thread
     python benchmarks/ablate_counting.py --score --out ris_lite/pretrained/ablation_counting.json   # ~10 min
+    python benchmarks/ablate_counting.py --score --arms count_scratch --merge --out ris_lite/pretrained/ablation_counting.json
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ris_lite.evaluation.evaluate import ground_truth_labels
 from ris_lite.evaluation.metrics import consecutive_labels, evaluate_labels
 from ris_lite.model.assembly import assemble
 from ris_lite.model.checkpoint import load_checkpoint
+from ris_lite.precision import cpu_name
 from ris_lite.pretrained import load_model
 
 LEVERS = ["--union-input", "--score-sees-union", "--monotonic-weight", "1"]
@@ -113,6 +115,9 @@ def main(argv=None) -> dict:
     p.add_argument("--assembly-json", default="ris_lite/pretrained/counting_test.json",
                    help="tune_assembly.py's output: the assembly chosen on validation for rosettes")
     p.add_argument("--out", default=None)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the arms of an existing --out that this run does not score (runs/ is not "
+                        "committed, so a later session may hold only some arms); each arm records its run")
     a = p.parse_args(argv)
     runs, arms = Path(a.runs), a.arms.split(",")
     if a.train:
@@ -133,6 +138,16 @@ def main(argv=None) -> dict:
         if (runs / arm / "last.pt").is_file():
             out["arms"][arm] = score(str(runs / arm / "last.pt"), constant, chosen, test)
     out["seconds"] = round(time.time() - t0, 1)
+    this_run = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(),
+                "torch": torch.__version__}
+    for arm in out["arms"].values():
+        arm["run"] = this_run
+    if a.merge and a.out and Path(a.out).is_file():
+        earlier = json.loads(Path(a.out).read_text())
+        kept = {k: {**v, "run": v.get("run", "an earlier run of this benchmark")}
+                for k, v in earlier["arms"].items() if k not in out["arms"]}
+        out["arms"] = {**out["arms"], **kept}
+        out["commands"] = {**earlier.get("commands", {}), **out["commands"]}
     text = json.dumps(out, indent=1)
     print(text)
     if a.out:

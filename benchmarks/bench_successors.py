@@ -4,7 +4,10 @@ to DETR").
 
     python benchmarks/bench_successors.py                                  # 18,000 images each
     python benchmarks/bench_successors.py --images 36000        # continues those runs to 36,000 images
+    python benchmarks/bench_successors.py --images 18000,36000  # both budgets of the same runs, scored in one run
     python benchmarks/bench_successors.py --images 36000 --families ris,set,embedding   # RIS trained too
+    python benchmarks/bench_successors.py --images 18000,36000 --families set --lr-hold-steps 9000 \
+        --runs runs/successors_hold --no-reference --probe-seconds 0      # the set model at a constant lr
     python benchmarks/bench_successors.py --images 16 --plants 4 --probe-seconds 2 --runs /tmp/s   # a check
 
 1. Trains each family of ``--families`` with ``ris-lite train`` in ``RUNS/KIND``, one process
@@ -16,7 +19,8 @@ to DETR").
    plants (11-20 leaves) from the start (``ris_lite.training.successors``). A run stopped early
    is resumed; a larger ``--images`` later CONTINUES the run (``--resume auto``): the plateau
    rule does not depend on the run's length, so that is the run a fresh command of the larger
-   budget makes (resuming repeats a run step for step), at half the cost.
+   budget makes (resuming repeats a run step for step), at half the cost. Several budgets
+   (``--images 18000,36000``) are trained in increasing order in the same runs, each model kept.
 2. Scores every trained model and the shipped ``rosettes`` (RIS, 18,000 images) on the 100 test
    plants, in this process, on 1 thread: SBD, |DiC|, DiC, FgBgDice, the correlation of the
    predicted with the true counts, the share of each segment kind (``whole`` leaves, fragments,
@@ -33,7 +37,8 @@ to DETR").
    ran beside it).
 
 Writes one JSON (``--out``) with the rows, the commands that made them and the machine.
-``--ship`` then exports each trained family to ``ris_lite/pretrained/rosettes_KIND.pt`` (as
+``--ship`` then exports each trained family (at the smallest budget) to
+``ris_lite/pretrained/rosettes_KIND.pt`` (as
 ``ris-lite export`` does) with the knobs chosen on validation written into its model config
 (the embedding model's ``bandwidth`` and ``min_cluster_size``), so that
 ``load_pretrained("rosettes_embedding").predict`` uses them.
@@ -42,9 +47,9 @@ Writes one JSON (``--out``) with the rows, the commands that made them and the m
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -65,14 +70,16 @@ from ris_lite.model.checkpoint import export, load_checkpoint, run_summary, save
 from ris_lite.model.embedding import EmbeddingConfig
 from ris_lite.model.ris import RISConfig
 from ris_lite.model.set_prediction import SetConfig
+from ris_lite.precision import cpu_name
 from ris_lite.pretrained import load_model, pretrained_path
 from ris_lite.training.config import TrainConfig
 from ris_lite.training.trainer import Trainer
 
 ENCODER = ["--channels", "30", "--fcn-dilations", "1,2,4,8"]
 #: the shipped RIS's recipe (ris_lite/pretrained/README.md), less its --max-steps
-RECIPE = ["--data", "synthetic", *ENCODER, "--eval-every", "50", "--stage-max-steps", "250",
-          "--lr-hold-steps", "1000", "--quiet"]
+RECIPE = ["--data", "synthetic", *ENCODER, "--eval-every", "50", "--stage-max-steps", "250", "--quiet"]
+#: the shipped RIS's lr hold at the last stage; a hold as long as the run keeps the lr constant
+HOLD = 1000
 CONFIGS = {"ris": RISConfig, "set": SetConfig, "embedding": EmbeddingConfig}
 
 
@@ -86,11 +93,11 @@ def one_thread_env() -> dict:
 FAMILY_LR = {"set": "2e-4"}
 
 
-def fresh_command(kind: str, out: Path, steps: int, batch: int) -> list:
+def fresh_command(kind: str, out: Path, steps: int, batch: int, hold: int = HOLD) -> list:
     """The ``ris-lite train`` command (as ``python -m ris_lite``) that starts one family's run."""
     lr = ["--lr", FAMILY_LR[kind]] if kind in FAMILY_LR else []
     return ([sys.executable, "-m", "ris_lite", "train", "--out", str(out), "--max-steps", str(steps),
-             "--batch-size", str(batch), *RECIPE, *lr] + ([] if kind == "ris" else ["--model-kind", kind]))
+             "--batch-size", str(batch), *RECIPE, "--lr-hold-steps", str(hold), *lr] + ([] if kind == "ris" else ["--model-kind", kind]))
 
 
 def as_typed(cmd: list) -> str:
@@ -98,15 +105,15 @@ def as_typed(cmd: list) -> str:
     return " ".join(["ris-lite", *cmd[3:]])
 
 
-def train_command(kind: str, out: Path, steps: int, batch: int) -> list:
+def train_command(kind: str, out: Path, steps: int, batch: int, hold: int = HOLD) -> list:
     """:func:`fresh_command`, or ``--resume auto`` to ``steps`` when ``out`` holds the run."""
     if (out / "last.pt").is_file():
         return [sys.executable, "-m", "ris_lite", "train", "--out", str(out), "--max-steps", str(steps),
                 "--resume", "auto", "--quiet"]
-    return fresh_command(kind, out, steps, batch)
+    return fresh_command(kind, out, steps, batch, hold)
 
 
-def train_all(kinds, runs: Path, images: int, batch: int, parallel: bool) -> dict:
+def train_all(kinds, runs: Path, images: int, batch: int, parallel: bool, hold: int = HOLD) -> dict:
     """Train, resume or extend every family's run ``RUNS/KIND`` to ``images / batch`` steps and
     keep its model there as ``images_IMAGES.pt``; returns ``{kind: that file}``."""
     steps = images // batch
@@ -121,7 +128,7 @@ def train_all(kinds, runs: Path, images: int, batch: int, parallel: bool) -> dic
             raise SystemExit(f"{out / 'last.pt'} is at step {done}, past {steps}: its {images}-image model was not "
                              "kept; train it in another --runs folder")
         if done < steps:
-            cmd = train_command(kind, out, steps, batch)
+            cmd = train_command(kind, out, steps, batch, hold)
             print("+", as_typed(cmd), file=sys.stderr)
             procs.append((kind, subprocess.Popen(cmd, env=one_thread_env())))
             if not parallel and procs[-1][1].wait():
@@ -203,10 +210,24 @@ def tune(model, kind: str) -> dict:
     return {"knobs": knobs, "val_sbd": round(sbd, 4), "val_abs_dic": round(abs_dic, 3), "val_plants": len(val)}
 
 
+def validation_curve(log: Path, up_to_step: int) -> list:
+    """``[[step, validation loss], ...]`` of a run's ``log.csv`` up to ``up_to_step`` (the kept
+    model's step: a run continued past it logged more); ``[]`` without a log."""
+    if not log.is_file():
+        return []
+    with log.open() as f:
+        return [[int(r["step"]), round(float(r["val_loss"]), 4)] for r in csv.DictReader(f)
+                if r["val_loss"] and int(r["step"]) <= up_to_step]
+
+
 def run_row(source, name: str, plants: int, command: str) -> dict:
-    """One row: scores, and the run's own training images/s and images."""
+    """One row: scores, the run's own training images/s and images, its lr cuts and its
+    validation loss curve."""
     model = load_model(source)
-    state = load_checkpoint(source if Path(str(source)).is_file() else pretrained_path(str(source)))
+    path = Path(str(source)) if Path(str(source)).is_file() else pretrained_path(str(source))
+    state = load_checkpoint(path)
+    # a run folder holds log.csv; an exported model sits beside NAME_log.csv
+    log = path.parent / "log.csv" if (path.parent / "log.csv").is_file() else path.with_name(f"{path.stem}_log.csv")
     counters = state.get("trainer", {})
     elapsed = counters.get("elapsed") or 0
     kind = state["config"].get("model_kind", "ris")
@@ -214,6 +235,10 @@ def run_row(source, name: str, plants: int, command: str) -> dict:
     return {"model": name, "kind": kind, "command": command,
             "images": counters.get("images_seen"), "steps": counters.get("step"),
             "train_minutes": round(elapsed / 60, 1),
+            # the plateau rule's lr cuts: a run past its last cut trains at the floor
+            "lr_cuts": [{"step": e["step"], "event": e["event"]} for e in state.get("events", [])
+                        if e["event"].startswith("lr")],
+            "validation_curve": validation_curve(log, counters.get("step", 0)),
             "run_images_per_s": round(counters["images_seen"] / elapsed, 2) if elapsed else None,
             "parameters": sum(p.numel() for p in model.parameters()), **score(model, plants),
             "tuned": {**chosen, **score(WithKnobs(model, chosen["knobs"]), plants)}}
@@ -236,24 +261,21 @@ def ship(path: Path, kind: str, knobs: dict, where: Path = Path("ris_lite/pretra
     return out
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=18000, help="training images per family (default: the shipped RIS's)")
+    p.add_argument("--images", default="18000",
+                   help="training images per family, or several budgets of the same runs, comma-separated "
+                        "(default: the shipped RIS's 18000)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--families", default="set,embedding", help="families to train: ris, set, embedding")
     p.add_argument("--runs", default="runs/successors", help="where the runs are written (and resumed)")
     p.add_argument("--parallel", action="store_true", help="train the families at once, one thread each")
+    p.add_argument("--lr-hold-steps", type=int, default=HOLD,
+                   help="steps each lr is held at the last stage (default: the shipped RIS's); as many as the run's "
+                        "steps keep the lr constant (a new --runs folder: a run keeps the hold it started with)")
     p.add_argument("--plants", type=int, default=100, help="test plants scored")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the shipped RIS's row (scored by another run of this benchmark)")
     p.add_argument("--probe-seconds", type=float, default=20.0, help="seconds of each training-speed probe (0: skip)")
     p.add_argument("--out", default=None, help="the JSON (default benchmarks/results/successors_IMAGESk.json)")
     p.add_argument("--ship", action="store_true",
@@ -262,25 +284,34 @@ def main(argv=None) -> dict:
     kinds = [k for k in a.families.split(",") if k]
     if not set(kinds) <= set(CONFIGS):
         raise SystemExit(f"--families: choose from {', '.join(CONFIGS)}, got {a.families!r}")
-    models = train_all(kinds, Path(a.runs), a.images, a.batch_size, a.parallel)
+    try:
+        budgets = sorted({int(v) for v in a.images.split(",")})
+    except ValueError:
+        raise SystemExit(f"--images: whole numbers of images, comma-separated, got {a.images!r}") from None
+    if budgets[0] < a.batch_size:
+        raise SystemExit(f"--images: each budget needs at least one batch ({a.batch_size} images), got {budgets[0]}")
+    # the smaller budgets first: a larger one continues the same runs (module docstring, 1)
+    models = {b: train_all(kinds, Path(a.runs), b, a.batch_size, a.parallel, a.lr_hold_steps) for b in budgets}
     torch.set_num_threads(1)  # scoring and probes: 1 thread, as the runs
     shipped_cmd = ("ris-lite train --data synthetic --out runs/rosettes --max-steps 4500 --fcn-dilations 1,2,4,8 "
                    "--batch-size 4 --eval-every 50 --stage-max-steps 250 --lr-hold-steps 1000 "
                    "--snapshot-minutes 5 --quiet")
-    rows = [run_row("rosettes", "rosettes (shipped RIS)", a.plants, shipped_cmd)]
-    for kind, path in models.items():
-        cmd = as_typed(fresh_command(kind, path.parent, a.images // a.batch_size, a.batch_size))
-        rows.append(run_row(path, f"{kind} ({a.images} images)", a.plants, cmd))
+    rows = [] if a.no_reference else [run_row("rosettes", "rosettes (shipped RIS)", a.plants, shipped_cmd)]
+    for images, kept in models.items():
+        for kind, path in kept.items():
+            cmd = as_typed(fresh_command(kind, path.parent, images // a.batch_size, a.batch_size, a.lr_hold_steps))
+            held = "" if a.lr_hold_steps == HOLD else f", lr held {a.lr_hold_steps} steps"
+            rows.append(run_row(path, f"{kind} ({images} images{held})", a.plants, cmd))
     probes = {k: round(probe_speed(k, a.probe_seconds, a.batch_size), 2) for k in CONFIGS} if a.probe_seconds else {}
-    out = {"images": a.images, "batch_size": a.batch_size, "threads": 1, "test_plants": a.plants,
+    out = {"images": budgets[-1], "budgets": budgets, "lr_hold_steps": a.lr_hold_steps, "batch_size": a.batch_size, "threads": 1, "test_plants": a.plants,
            "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__},
            "train_images_per_s_probe": probes, "rows": rows}
-    if a.ship:
-        for row, (kind, path) in zip(rows[1:], models.items()):
+    if a.ship:  # the smallest budget's models: the shipped RIS's own budget by default
+        for row, (kind, path) in zip(rows[0 if a.no_reference else 1:], models[budgets[0]].items()):
             ship(path, kind, row["tuned"]["knobs"])
     text = json.dumps(out, indent=1)
     print(text)
-    path = Path(a.out or f"benchmarks/results/successors_{a.images // 1000}k.json")
+    path = Path(a.out or f"benchmarks/results/successors_{budgets[-1] // 1000}k.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
     return out

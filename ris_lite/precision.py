@@ -47,6 +47,17 @@ def cpu_flags() -> Optional[set]:
     return None
 
 
+def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name from ``cpuinfo`` (Linux), else what ``platform`` knows: the
+    machine a benchmark's JSON records beside its timings."""
+    path = Path(cpuinfo)
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
 def bf16_speedup(repeats: int = 3) -> float:
     """fp32 time / bf16-autocast time of a 3x3 convolution at RIS's shapes (batch 4, 30 -> 120
     channels, 53 x 50: one ConvLSTM gate convolution), forward and backward, on this CPU.

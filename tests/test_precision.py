@@ -188,3 +188,12 @@ def test_the_timing_works_from_inference_code():
         assert precision.bf16_speedup(repeats=1) > 0
     with torch.inference_mode():
         assert precision.bf16_speedup(repeats=1) > 0
+
+
+def test_cpu_name_reads_the_model_name_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\nflags\t: fpu avx2\n")
+    assert precision.cpu_name(info) == "AMD EPYC 9B14"
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd\n")  # no model name line (e.g. some ARM kernels)
+    assert precision.cpu_name(info) == (precision.platform.processor() or precision.platform.machine())
+    assert precision.cpu_name(tmp_path / "missing") == (precision.platform.processor() or precision.platform.machine())
