@@ -638,7 +638,7 @@ assert scratch["tuned"]["abs_dic"] > scratch["paper"]["abs_dic"]  # rosettes' si
 # did not follow the plant either, and the steps after the $n$-th repeated leaves *more* often:
 # a model that has learned to stop by position does not unlearn it in a thousand steps. The same
 # levers from the first step (`count_scratch`, the shipped recipe's 4,500 steps) are the first
-# model in this book that counts better than the constant guess with the paper's own rule for
+# RIS in this book that counts better than the constant guess with the paper's own rule for
 # labels: its count follows the plant far more closely (the correlation), it stops nearer the
 # true count, and fewer of its steps repeat a leaf. It is still far from the paper's A1 count,
 # and one run is one run: it trained in bf16 on one machine and finished in float32 on another,
