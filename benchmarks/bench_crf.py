@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +39,7 @@ from ris_lite.evaluation.evaluate import ground_truth_labels
 from ris_lite.evaluation.metrics import evaluate_labels, symmetric_best_dice
 from ris_lite.model.crf import CRFConfig, lattice_marginals, refine, unary_probabilities
 from ris_lite.model.ris import first_claim_labels
+from ris_lite.precision import cpu_name
 
 
 def lattice_seconds(image: torch.Tensor, masks: torch.Tensor, config: CRFConfig) -> float:
@@ -118,7 +118,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     report = {"command": f"python benchmarks/bench_crf.py --plants {a.plants} --threads {a.threads} "
                          f"--sizes {a.sizes} --scaling-plants {a.scaling_plants} --exact-max-pixels {a.exact_max_pixels}",
-              "machine": f"{platform.processor() or platform.machine()}, {a.threads} threads, torch {torch.__version__}",
+              "machine": f"{cpu_name()}, {a.threads} threads, torch {torch.__version__}",
               "models": {}}
     for name in a.models.split(","):
         model = load_pretrained(name)
