@@ -175,11 +175,15 @@ def _new_trainer(a, out: Path):
         raise CLIError("--schedule cosine needs --max-steps (the cosine spans the whole run)")
     if not 0 <= a.sampling_final <= 1 or not 0 <= a.sampling_start < 1:
         raise CLIError("--sampling-final must be in [0, 1] and --sampling-start in [0, 1)")
-    if min(a.lr_hold_steps, a.overlap_weight, a.monotonic_weight, a.score_from_stage) < 0:
-        raise CLIError("--lr-hold-steps, --overlap-weight, --monotonic-weight and --score-from-stage must be >= 0")
+    if min(a.lr_hold_steps, a.overlap_weight, a.monotonic_weight, a.score_from_stage, a.fcn_frozen_stages) < 0:
+        raise CLIError("--lr-hold-steps, --overlap-weight, --monotonic-weight, --score-from-stage and "
+                       "--fcn-frozen-stages must be >= 0")
+    if a.init_fcn and a.init:
+        raise CLIError("--init-fcn starts the FCN of a new model; with --init every weight comes from the checkpoint")
     schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps, "lr_hold_steps": a.lr_hold_steps,
                 "overlap_weight": a.overlap_weight, "monotonic_weight": a.monotonic_weight,
-                "score_from_stage": a.score_from_stage,
+                "score_from_stage": a.score_from_stage, "score_target": a.score_target,
+                "fcn_frozen_stages": a.fcn_frozen_stages,
                 "sampling_final": a.sampling_final, "sampling_start": a.sampling_start}
     if a.max_steps is not None:
         schedule["max_steps"] = a.max_steps
@@ -193,6 +197,8 @@ def _new_trainer(a, out: Path):
         trainer = Trainer(cfg, out, a.device, data=real)
         if init is not None:
             trainer.load_weights(a.init)
+        if a.init_fcn:
+            trainer.load_fcn_weights(a.init_fcn)
         if a.imagenet:
             trainer.model.fcn.load_imagenet()
     except ImportError as e:
@@ -328,6 +334,14 @@ def add_parser(sub) -> None:
                    help="ours: weight of a penalty on a step's score above the previous step's (0: the paper's loss)")
     t.add_argument("--score-from-stage", type=int, default=0,
                    help="ours: the score term of the loss counts from this curriculum stage on (0: the paper)")
+    t.add_argument("--score-target", default="count", choices=["count", "painted"],
+                   help="ours: the stop score's target, 'count' (the paper: 1 for the first n steps) or 'painted' "
+                        "(1 for a step whose mask covers a leaf no earlier step covered, IoU >= 0.5)")
+    t.add_argument("--init-fcn", default=None,
+                   help="ours: start the plant FCN from this checkpoint's FCN (or a shipped name, e.g. "
+                        "rosettes_embedding); the rest of the new model starts fresh")
+    t.add_argument("--fcn-frozen-stages", type=int, default=0,
+                   help="ours: leave the FCN untrained for the first this many curriculum stages")
     t.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up (cosine schedule)")
     t.add_argument("--sampling-final", type=float, default=0.0,
                    help="canvas models: final chance of training on the model's own canvas")

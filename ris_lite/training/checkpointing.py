@@ -14,6 +14,7 @@ uninterrupted one step for step (tested). A run of several ranks (``distributed`
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..model.checkpoint import CHECKPOINT_FORMAT
@@ -131,3 +132,27 @@ def load_init_weights(model, init, source: str) -> None:
     new = tuple(ADDABLE[k][1] for k in added)
     if unexpected or any(not k.startswith(new) for k in missing):
         raise ValueError(f"{source}: weights do not fit this trainer's model ({missing + unexpected})")
+
+
+#: the FCN's settings that fix its weights' shapes and what they compute
+FCN_FIELDS = ("in_channels", "channels", "fcn_variant", "fcn_stride", "fcn_dilations")
+
+
+def copy_fcn(model, source_model, source: str) -> None:
+    """Ours: copy the plant FCN of ``source_model`` (a RIS, or a set / embedding model whose
+    ``features.fcn`` is the same FCN) into RIS ``model``'s FCN, exactly; nothing else is copied.
+    An FCN of another shape, stride or dilations is refused in one line naming the differences."""
+    src = getattr(source_model, "fcn", None)
+    if src is None:
+        src = getattr(getattr(source_model, "features", None), "fcn", None)
+    if src is None or getattr(model, "fcn", None) is None:
+        raise ValueError(f"{source}: holds no plant FCN to copy (a {kind_of(source_model)} model)")
+    mine, theirs = model.config.to_dict(), source_model.config.to_dict()
+    differ = [f"{k} {theirs.get(k)} (this model: {mine.get(k)})" for k in FCN_FIELDS
+              if list(np.atleast_1d(theirs.get(k))) != list(np.atleast_1d(mine.get(k)))]
+    shapes = {k: tuple(v.shape) for k, v in src.state_dict().items()}
+    if not differ and shapes != {k: tuple(v.shape) for k, v in model.fcn.state_dict().items()}:
+        differ = ["its weights' shapes"]
+    if differ:
+        raise ValueError(f"{source}: its FCN differs from this model's: {'; '.join(differ)}")
+    model.fcn.load_state_dict(src.state_dict())

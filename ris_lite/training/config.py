@@ -14,6 +14,7 @@ from ..model.ris import RISConfig
 from ..precision import PRECISIONS
 from .canvas import sampling_probability
 from .curriculum import A1_CURRICULUM, check_stages
+from .loss import SCORE_TARGETS
 from .schedule import cosine_lr
 
 
@@ -60,6 +61,10 @@ class TrainConfig:
     #: ours, not the paper's: the score term of eq. (5) counts from this curriculum stage on
     #: (0, the paper: from the first stage)
     score_from_stage: int = 0
+    #: ours, not the paper's: the stop score's target, "count" (eq. 5: 1 for the first n steps)
+    #: or "painted" (1 for a step that paints a leaf no earlier step painted;
+    #: ``loss.painted_leaf_targets``)
+    score_target: str = "count"
     #: canvas models only: final chance of training on the model's own canvas, and the
     #: fraction of max_steps where the ramp from 0 starts (scheduled sampling)
     sampling_final: float = 0.0
@@ -78,6 +83,12 @@ class TrainConfig:
     #: the paper's first people phase: train only the FCN's last layer, the ConvLSTM and the
     #: heads (the second phase is a fine-tune of everything, ``init`` set and lr 1e-6)
     freeze_fcn: bool = False
+    #: ours: the checkpoint (or shipped model name) the plant FCN's weights were copied from, e.g.
+    #: the embedding model's FCN (``checkpointing.copy_fcn``); the rest starts fresh
+    init_fcn: Optional[str] = None
+    #: ours: the FCN is not trained during the first this many curriculum stages (its gradients are
+    #: dropped before the optimiser step), then trained with the rest
+    fcn_frozen_stages: int = 0
     #: ours: "ris" (the paper's model, ``model`` a ``RISConfig``), or one of RIS's successor
     #: families, "set" (``SetConfig``) or "embedding" (``EmbeddingConfig``): ``ris_lite.model.kinds``,
     #: trained as ``ris_lite.training.successors`` says
@@ -100,6 +111,10 @@ class TrainConfig:
             raise ValueError("lr_hold_steps, overlap_weight, monotonic_weight and score_from_stage must be >= 0, "
                              f"got {self.lr_hold_steps}, {self.overlap_weight}, {self.monotonic_weight}, "
                              f"{self.score_from_stage}")
+        if self.score_target not in SCORE_TARGETS:
+            raise ValueError(f"score_target must be one of {', '.join(SCORE_TARGETS)}, got {self.score_target!r}")
+        if self.fcn_frozen_stages < 0:
+            raise ValueError(f"fcn_frozen_stages must be >= 0, got {self.fcn_frozen_stages}")
         if self.schedule == "cosine" and self.max_steps >= 1_000_000:
             raise ValueError("schedule='cosine' needs max_steps set to the run's length")
         sampling_probability(0, 1, self.sampling_final, self.sampling_start)  # validates both
@@ -127,9 +142,10 @@ class TrainConfig:
         except (TypeError, ValueError) as e:
             raise ValueError(f"model is not a {self.model_kind} model's config: {e}") from None
         if self.overlap_weight or self.monotonic_weight or self.score_from_stage or self.sampling_final \
-                or self.freeze_fcn:
-            raise ValueError("overlap_weight, monotonic_weight, score_from_stage, sampling_final and freeze_fcn are "
-                             f"options of RIS's training, not of a {self.model_kind} model")
+                or self.freeze_fcn or self.score_target != "count" or self.fcn_frozen_stages:
+            raise ValueError("overlap_weight, monotonic_weight, score_from_stage, score_target, sampling_final, "
+                             f"freeze_fcn and fcn_frozen_stages are options of RIS's training, not of a "
+                             f"{self.model_kind} model")
         most = self.curriculum[-1][2]  # a set model trains on the last stage's plants (``successors``)
         if self.model_kind == "set" and most > model.queries:
             raise ValueError(f"the last curriculum stage draws images of up to {most} instances but the set model "

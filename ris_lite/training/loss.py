@@ -85,9 +85,42 @@ def _check_inputs(masks, scores, targets, counts):
     return counts
 
 
+def painted_leaf_targets(masks: torch.Tensor, targets: torch.Tensor, counts, iou_threshold: float = 0.5,
+                         mask_threshold: float = 0.5) -> torch.Tensor:
+    """Ours, not the paper's: the stop target of each step from what it painted, ``(B, T)`` in {0, 1}.
+
+    ``masks (B, T, H, W)`` in [0, 1], ``targets (B, N, H, W)`` bool with image i's leaves in
+    ``targets[i, :counts[i]]``. Step t's mask, thresholded at ``mask_threshold`` (as ``RIS.predict``
+    does), is compared with every leaf by IoU; its target is 1 when the leaf it covers best has IoU
+    >= ``iou_threshold`` and no earlier step has claimed that leaf (a new leaf), else 0 (it repeats
+    or fragments a claimed leaf, or covers none). Eq. (5)'s target ``[t <= n]`` trains the score to
+    1 for the first n steps whatever they painted, so a repeated leaf before n is rewarded with a
+    high score and the count comes out right only by chance. No gradient flows through the target.
+    """
+    counts = [int(n) for n in torch.as_tensor(counts).tolist()]
+    hard = (masks.detach() > mask_threshold).float()
+    iou = pairwise_soft_iou(hard, targets.float(), eps=EPS).float().cpu()  # exact IoU of binary masks
+    out = torch.zeros(masks.shape[:2])
+    for b, n in enumerate(counts):
+        if n == 0:
+            continue
+        best, leaf = iou[b, :, :n].max(dim=1)
+        claimed = set()
+        for t in range(masks.shape[1]):
+            if best[t] >= iou_threshold and int(leaf[t]) not in claimed:
+                out[b, t] = 1.0
+                claimed.add(int(leaf[t]))
+    return out.to(masks.device)
+
+
+#: the stop score's target in eq. (5): "count" (the paper: 1 for t <= n) or "painted" (ours:
+#: ``painted_leaf_targets``)
+SCORE_TARGETS = ("count", "painted")
+
+
 def ris_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, counts,
              lam: float = 1.0, lengths=None, scores_are_logits: bool = False,
-             return_parts: bool = False):
+             return_parts: bool = False, score_target: str = "count"):
     """Eq. (5) for a batch, summed over images and divided by B.
 
     Args:
@@ -100,7 +133,11 @@ def ris_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, c
             the curriculum uses ``min(T, n_i + 2)``.
         return_parts: also return a dict with ``iou`` (mean matched soft IoU per instance,
             detached), ``mask_loss``, ``score_loss`` and the ``matches``.
+        score_target: "count", eq. (5)'s ``[t <= n]``; or "painted" (ours), 1 only for a step
+            that paints a leaf no earlier step painted (``painted_leaf_targets``).
     """
+    if score_target not in SCORE_TARGETS:
+        raise ValueError(f"score_target must be one of {', '.join(SCORE_TARGETS)}, got {score_target!r}")
     counts = _check_inputs(masks, scores, targets, counts)
     B, T = scores.shape
     lengths_t = torch.full((B,), T, dtype=torch.int64) if lengths is None else torch.as_tensor(lengths).long().cpu()
@@ -114,12 +151,15 @@ def ris_loss(masks: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, c
     mask_loss = -matched.sum()
 
     steps = torch.arange(T).unsqueeze(0)
-    score_target = (steps < counts.cpu().unsqueeze(1)).to(scores.dtype).to(dev)  # [t <= n], t 1-based
+    if score_target == "painted":
+        wanted = painted_leaf_targets(masks, targets, counts).to(scores.dtype)
+    else:
+        wanted = (steps < counts.cpu().unsqueeze(1)).to(scores.dtype).to(dev)  # [t <= n], t 1-based
     valid = (steps < lengths_t.unsqueeze(1)).to(scores.dtype).to(dev)
     if scores_are_logits:
-        bce = F.binary_cross_entropy_with_logits(scores, score_target, reduction="none")
+        bce = F.binary_cross_entropy_with_logits(scores, wanted, reduction="none")
     else:
-        bce = F.binary_cross_entropy(scores.clamp(EPS, 1 - EPS), score_target, reduction="none")
+        bce = F.binary_cross_entropy(scores.clamp(EPS, 1 - EPS), wanted, reduction="none")
     score_loss = (bce * valid).sum()
     loss = (mask_loss + lam * score_loss) / B
     if not return_parts:

@@ -34,6 +34,7 @@ from .canvas import canvas_loss, sampling_probability, sequence_canvas_loss
 from .checkpointing import (
     TrainerCounters,
     check_same_config,
+    copy_fcn,
     load_init_weights,
     restore_trainer,
     trainer_state,
@@ -115,6 +116,21 @@ class Trainer(TrainerCounters):
         load_init_weights(self.model, load_model(source), source)
         self.config.init = source
 
+    def load_fcn_weights(self, source: str) -> None:
+        """Ours: start the plant FCN from the FCN of a checkpoint or shipped model (e.g. the
+        embedding model's), the rest as built. Recorded as ``config.init_fcn``."""
+        if self.config.model_kind != "ris":
+            raise ValueError("init_fcn starts a RIS's FCN; a set or embedding model starts with init")
+        copy_fcn(self.model, load_model(source), source)
+        self.config.init_fcn = source
+
+    def frozen_parameters(self) -> List[torch.nn.Parameter]:
+        """The parameters the optimiser leaves as they are this step: the FCN's during its first
+        ``fcn_frozen_stages`` curriculum stages (ours), else none."""
+        if self.stage < self.config.fcn_frozen_stages:
+            return list(self.model.fcn.parameters())
+        return []
+
     # ----- one step ---------------------------------------------------------------------------
     def sampling_probability(self) -> float:
         """Scheduled sampling's chance of the model's own canvas at the current step."""
@@ -133,7 +149,7 @@ class Trainer(TrainerCounters):
             masks, logits = self.model(images, int(lengths.max()), score_logits=True)
         lam = c.lam if self.stage >= c.score_from_stage else 0.0
         out = ris_loss(masks.float(), logits.float(), targets, counts, lam, lengths=lengths,
-                       scores_are_logits=True, return_parts=return_parts)
+                       scores_are_logits=True, return_parts=return_parts, score_target=c.score_target)
         if c.overlap_weight:
             out = with_overlap_penalty(out, masks.float(), lengths, c.overlap_weight)
         if c.monotonic_weight and lam:
@@ -149,7 +165,7 @@ class Trainer(TrainerCounters):
         if self.config.schedule == "cosine":
             for g in self.optimizer.param_groups:
                 g["lr"] = self.config.lr_at(self.step)
-        optimizer_step(loss, self.optimizer, self.scaler, self.model, self.config.clip)
+        optimizer_step(loss, self.optimizer, self.scaler, self.model, self.config.clip, self.frozen_parameters())
         self.step += 1
         self.curriculum.stage_step += 1
         self.images_seen += images.shape[0] * self.ranks.world  # every rank's images
@@ -256,10 +272,14 @@ def _canvas_loss(t: Trainer, images, targets, counts, return_parts: bool, gen: t
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
-                   model: torch.nn.Module, clip: float) -> None:
+                   model: torch.nn.Module, clip: float, frozen=()) -> None:
     """Backward, clip every gradient, step. fp16 (CUDA without native bf16): the loss is scaled
-    so small gradients survive, and the gradients unscaled before they are clipped."""
+    so small gradients survive, and the gradients unscaled before they are clipped. ``frozen``
+    parameters lose their gradient after the backward pass (every rank's, after DDP averaged
+    them), so Adam skips them and they stay exactly as they are."""
     (loss if scaler is None else scaler.scale(loss)).backward()
+    for p in frozen:
+        p.grad = None
     if scaler is not None:
         scaler.unscale_(optimizer)
     clip_gradients(model, clip)
