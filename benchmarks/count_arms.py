@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from ris_lite.model.checkpoint import load_checkpoint, run_summary, save_atomic
+from ris_lite.precision import cpu_name
 
 STEPS, HOLD = 9000, 4800
 LEVERS = ["--union-input", "--score-sees-union", "--monotonic-weight", "1"]
@@ -136,12 +137,55 @@ def commit(arms) -> None:
         print(f"{arm}: step {load_checkpoint(run / 'last.pt')['trainer']['step']} -> {dest}")
 
 
+def curve(run: Path) -> list:
+    """``[step, validation loss]`` at every evaluation of the run's log."""
+    with open(run / "log.csv") as f:
+        return [[int(r["step"]), round(float(r["val_loss"]), 4)] for r in csv.DictReader(f) if r["val_loss"]]
+
+
+def score(arms, test_plants: int) -> dict:
+    """Every finished-or-not arm's ``last.pt`` and the references, each with its assembly chosen on
+    the 64 validation plants (``tune_assembly.run``), its test count report, the segment diagnosis and
+    its validation curve; the arms ranked by |DiC| under their chosen assembly (SBD breaks ties)."""
+    from tune_assembly import run as tune
+
+    from ris_lite import RosetteDataset
+    from ris_lite.evaluation.count_report import best_constant, training_counts
+    from ris_lite.evaluation.diagnose import diagnose
+    from ris_lite.pretrained import load_model
+
+    torch.set_num_threads(1)
+    constant = best_constant(training_counts(RosetteDataset("train")))
+    test = RosetteDataset("test", length=test_plants)
+    sources = {"rosettes": "rosettes", "count_scratch": "benchmarks/checkpoints/i38/count_scratch/last.pt",
+               **{arm: str(RUNS / arm / "last.pt") for arm in arms if (RUNS / arm / "last.pt").is_file()}}
+    out = {"constant": constant, "test_plants": test_plants, "steps": STEPS, "lr_hold_steps": HOLD,
+           "commands": {arm: " ".join(["ris-lite", "train", *ARMS[arm], "--quiet", "--out", f"{RUNS}/{arm}"])
+                        for arm in ARMS},
+           "branches": {arm: {"revision": r, "checkpoint": c} for arm, (r, c, _) in BRANCHES.items()},
+           "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "torch": torch.__version__, "models": {}}
+    for name, source in sources.items():
+        row = tune(source, constant, test_plants)
+        d = diagnose(load_model(source).cpu().eval(), test, probe_plants=0)
+        row.update(segment_kinds=d["segment_kinds"], duplicate_steps=d["duplicate_steps"])
+        if Path(source).is_file():
+            state = load_checkpoint(source)
+            row.update(step=state["trainer"]["step"], images_seen=state["trainer"]["images_seen"],
+                       events=state["events"], curve=curve(Path(source).parent))
+        out["models"][name] = row
+    ranked = [a for a in arms if a in out["models"]]
+    out["ranking"] = sorted(ranked, key=lambda a: (out["models"][a]["test"]["chosen"]["abs_dic"],
+                                                   -out["models"][a]["test"]["chosen"]["sbd"]))
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train", action="store_true")
     p.add_argument("--commit", action="store_true")
     p.add_argument("--score", action="store_true")
     p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--test-plants", type=int, default=100)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     arms = a.arms.split(",")
@@ -153,9 +197,15 @@ def main(argv=None) -> dict:
         train(arms)
     if a.commit:
         commit(arms)
-    return {}
+    if not a.score:
+        return {}
+    out = score(arms, a.test_plants)
+    text = json.dumps(out, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    return out
 
 
 if __name__ == "__main__":
-    t0 = time.time()
     main()

@@ -321,6 +321,9 @@ plt.show()
 #
 # In a running notebook the slider below scrubs through the steps; the strip in {numref}`section %s <inference-watching-work>` shows
 # the same frames on the static page, where a slider cannot move.
+# The same loop also runs in the browser, with no Python at all: {doc}`Try it in the page <try_it>`
+# exports the FCN and one step as two ONNX graphs and calls the step until the score drops below ½,
+# on a test plant or on a photo you choose.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -20,11 +20,16 @@ import torch
 GREEN_HUES = (0.17, 0.47)
 
 
+def palette_offset(seed: int = 3) -> float:
+    """Where on the hue circle :func:`palette` starts (the book's page script computes the
+    same colours from it)."""
+    return float(np.random.default_rng(seed).uniform())
+
+
 def palette(n: int, seed: int = 3) -> list:
     """``n`` distinct bright colours (RGB tuples), the same for the same n, none of them green."""
-    rng = np.random.default_rng(seed)
     lo, hi = GREEN_HUES
-    spread = (np.arange(n) * 0.61803398875 + rng.uniform()) % 1.0
+    spread = (np.arange(n) * 0.61803398875 + palette_offset(seed)) % 1.0
     hues = (hi + spread * (1.0 - (hi - lo))) % 1.0  # the circle without the green arc
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.75, 0.95)) for h in hues]
 

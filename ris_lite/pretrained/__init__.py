@@ -28,6 +28,12 @@ PRETRAINED = {"rosettes": "rosettes.pt", "rosettes_canvas": "rosettes_canvas.pt"
               "rosettes_set": "rosettes_set.pt", "rosettes_embedding": "rosettes_embedding.pt"}
 
 
+#: the model a user gets when none is named (the book's in-browser page; issue #47 makes it the
+#: default of ``load_pretrained()`` and the CLI) and the label assembly chosen for it on the
+#: validation plants (``ris_lite.model.assembly``; ``("first", 0)`` is the paper's rule)
+DEFAULT_MODEL = {"name": "rosettes", "assembly": "first", "min_size": 0}
+
+
 def pretrained_path(name: str = "rosettes") -> Path:
     """Where the named checkpoint file lies (inside the installed package)."""
     if name not in PRETRAINED:
