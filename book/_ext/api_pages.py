@@ -61,7 +61,7 @@ def _chapter_links(app, what, name, obj, options, lines) -> None:
     """Turn each chapter name of a docstring into a ``:doc:`` link to that chapter."""
     def link(m: re.Match) -> str:
         chapter = m.group(1) or m.group(2) or m.group(3)
-        return f":doc:`book/{chapter} </book/{chapter}>`"
+        return f":doc:`/book/{chapter}`"  # the chapter's title as the link's text
 
     lines[:] = [_CHAPTER.sub(link, line) for line in lines]
 
