@@ -197,9 +197,12 @@ class WithKnobs:
         return self.model.predict(images, **kw, **self.knobs)
 
 
-def tune(model, kind: str) -> dict:
-    """The knobs of ``GRIDS[kind]`` chosen on the validation plants by the module's rule."""
-    val = RosetteDataset("val", **(getattr(model, "data_options", None) or {}))
+def tune(model, kind: str, val=None) -> dict:
+    """The knobs of ``GRIDS[kind]`` chosen by the module's rule on ``val``: the synthetic
+    validation plants by default, or any data set (``benchmarks/real_a1.py``: a real folder's
+    validation side, scored at its files' resolution)."""
+    if val is None:
+        val = RosetteDataset("val", **(getattr(model, "data_options", None) or {}))
     rows = []
     for knobs in GRIDS[kind]:
         preds, gts = predict_dataset(WithKnobs(model, knobs), val)

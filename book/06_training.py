@@ -337,7 +337,7 @@ plt.show()
 #     --fcn-dilations 1,2,4,8 --batch-size 4 --eval-every 50 --stage-max-steps 250 \
 #     --lr-hold-steps 1000 --snapshot-minutes 5 --quiet
 # python benchmarks/bench_time_to_target.py --run runs/rosettes   # curve.csv, shown below
-# ris-lite export --run runs/rosettes
+# ris-lite export --run runs/rosettes --out ris_lite/pretrained --force   # maintainers: over the shipped files
 # ```
 #
 # A fixed number of steps makes the same checkpoint on any machine, fast or slow. One switch

@@ -97,18 +97,20 @@ def test_score_refuses_the_data_root_as_predictions(capsys):
 
 
 def test_a_run_folder_has_one_writer(run_copy, capsys):
-    (run_copy / "train.lock").write_text(f"{os.getpid()}\n")  # a live process holds it
-    before = {p.name: p.read_bytes() for p in run_copy.iterdir()}
-    one_line_error(["train", "--out", str(run_copy), "--resume", "auto", "--max-steps", "3", "--quiet"],
-                   capsys, "in use by another training run", str(os.getpid()))
-    assert {p.name: p.read_bytes() for p in run_copy.iterdir()} == before
+    from ris_lite.training.run_lock import RunLock
+
+    with RunLock(run_copy):  # a live run holds it (issue 49: the lock says which, so it is this process)
+        before = {p.name: p.read_bytes() for p in run_copy.iterdir()}
+        one_line_error(["train", "--out", str(run_copy), "--resume", "auto", "--max-steps", "3", "--quiet"],
+                       capsys, "in use by another training run", str(os.getpid()))
+        assert {p.name: p.read_bytes() for p in run_copy.iterdir()} == before
 
 
 def test_two_locks_on_one_folder(tmp_path):
     from ris_lite.training.run_lock import RunFolderBusy, RunLock  # new with the issue
 
     with RunLock(tmp_path / "run") as lock:
-        assert lock.path.read_text().strip() == str(os.getpid())
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()  # issue 49: and who it is
         with pytest.raises(RunFolderBusy, match="in use"):
             RunLock(tmp_path / "run").acquire()
     assert not (tmp_path / "run").exists()  # released, and the folder it made (left empty) removed

@@ -142,3 +142,49 @@ def test_cli_init_fcn_reaches_the_run_and_refuses_another_fcn(tmp_path, capsys):
     assert "its FCN differs" in err and "channels 4" in err and len(err.splitlines()) == 1
     assert main(["train", "--out", str(tmp_path / "x"), "--init", "rosettes", "--init-fcn", str(path)]) == 2
     assert "--init-fcn" in capsys.readouterr().err
+
+
+def test_the_default_model_and_its_assembly_come_from_the_package(monkeypatch, tmp_path):
+    import json
+
+    import ris_lite.pretrained as pretrained
+    from ris_lite import RosetteDataset, load_pretrained
+
+    name = json.loads(pretrained.DEFAULT_FILE.read_text())["name"]
+    assert pretrained.default_name() == name == pretrained.DEFAULT_MODEL["name"]
+    default, named = load_pretrained(), load_pretrained(name)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), named.state_dict().values()))
+    # a stored rule becomes predict's default; an explicit argument still wins
+    rule = tmp_path / "rosettes_assembly.json"
+    rule.write_text(json.dumps({"assembly": "argmax", "min_size": 120}))
+    monkeypatch.setattr(pretrained, "assembly_path", lambda n: rule if n == "rosettes" else tmp_path / "none.json")
+    model = load_pretrained("rosettes")
+    assert model.assembly_rule == {"assembly": "argmax", "min_size": 120}
+    image = RosetteDataset("test")[0][0]
+    stored = model.predict(image)[0]
+    assert torch.equal(stored, model.predict(image, assembly="argmax", min_size=120)[0])
+    paper = model.predict(image, assembly="first", min_size=0)[0]
+    assert int(stored.max()) < int(paper.max())  # the size filter dropped segments
+    assert model.predict(image, crf=False, assembly="first", min_size=0)[0].equal(paper)
+
+
+def test_rosettes_is_still_the_papers_model():
+    from ris_lite import load_pretrained
+
+    model = load_pretrained("rosettes")
+    assert model.assembly_rule is None  # the paper's first claim, no size filter
+    c = model.config
+    assert not (c.union_input or c.score_sees_union or c.canvas or c.feedback) and c.skip == "none"
+
+
+def test_the_cli_names_the_model_it_used(capsys):
+    import json
+
+    from ris_lite.cli import main
+    from ris_lite.pretrained import default_name
+
+    assert main(["evaluate", "--data", "synthetic", "--split", "test", "--limit", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == default_name()
+    assert main(["evaluate", "--data", "synthetic", "--split", "test", "--limit", "2", "--json",
+                 "--model", "rosettes_styles"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "rosettes_styles"

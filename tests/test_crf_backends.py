@@ -1,17 +1,19 @@
 """The two mean-field backends of RIS+CRF (ris_lite.model.crf, ris_lite.model.crf_lattice): the
-lattice agrees with the exact CRF under both normalisations, ``auto`` picks by size, a missing
-pydensecrf2 is one clear error naming the extra, and ``--crf-backend`` reaches the CRF."""
+lattice agrees with the exact CRF under both normalisations, ``auto`` (the default of the library
+and the CLI) picks by size, a missing pydensecrf2 is one clear error naming the extra, and
+``--crf-backend`` reaches the CRF."""
 
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
-from ris_lite import make_rosette
+from ris_lite import load_pretrained, make_rosette
 from ris_lite.cli import main
-from ris_lite.model import crf as crf_module
+from ris_lite.data.cvppp import CVPPP
 from ris_lite.model.crf import (
     AUTO_EXACT_MAX_PIXELS,
     CRFConfig,
@@ -25,6 +27,8 @@ from ris_lite.model.crf import (
 )
 from ris_lite.model.crf_kernels import DenseGaussian
 from ris_lite.model.crf_lattice import mean_row_sum
+
+A1 = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "cvppp_a1"
 
 # pydensecrf2 is in the test extra (`make test` installs it): its import failing here is a broken
 # install, not a reason to skip.
@@ -115,7 +119,8 @@ def test_missing_pydensecrf_is_one_error_naming_the_extra(monkeypatch, capsys):
     image, masks, _ = hand_made_plant()
     with pytest.raises(ImportError, match=r"needs pydensecrf2 .*pip install 'ris_lite\[crf\]'"):
         refine(image, masks, CRFConfig(backend="lattice"))
-    assert main(["evaluate", "--limit", "1", "--crf", "--crf-backend", "lattice", "--json"]) == 2
+    # a named model: the default's one-line note on stderr (issue #47) is not part of the error
+    assert main(["evaluate", "--model", "rosettes", "--limit", "1", "--crf", "--crf-backend", "lattice", "--json"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'ris_lite[crf]'" in err, err
 
@@ -149,8 +154,29 @@ def test_crf_backend_needs_crf(capsys):
     assert "--crf-backend needs --crf" in capsys.readouterr().err
 
 
-def test_the_library_default_is_the_exact_crf():
-    """The book's RIS+CRF numbers were computed exactly: a config without a backend stays exact."""
-    assert CRFConfig().backend == "exact"
-    assert CRFConfig.from_dict({k: v for k, v in SHIPPED.to_dict().items() if k != "backend"}).backend == "exact"
-    assert crf_module.choose_backend(CRFConfig().backend, 10 ** 6) == "exact"
+def test_the_library_default_is_auto(monkeypatch):
+    """Issue #50: ``model.predict(image, crf=True)`` on a whole A1 frame at the model's scale takes
+    the lattice, as the CLI does; a config without a backend (the shipped ``rosettes_crf.json``)
+    means auto, one that names a backend keeps it."""
+    assert CRFConfig().backend == "auto"
+    assert CRFConfig.from_dict({k: v for k, v in SHIPPED.to_dict().items() if k != "backend"}).backend == "auto"
+    assert CRFConfig.from_dict({**SHIPPED.to_dict(), "backend": "exact"}).backend == "exact"
+    model = load_pretrained()
+    assert model.crf_config.backend == "auto"
+    image = CVPPP(A1, size=model.config.input_size, zoom=1.8)[0][0]
+    assert tuple(image.shape[1:]) == (191, 180)
+    calls = count_calls(monkeypatch)
+    model.predict(image, max_steps=3, crf=True)
+    assert calls == {"exact": 0, "lattice": 1}
+
+
+def test_auto_asked_for_free_energies_runs_the_exact_crf():
+    """Only the exact backend computes the free energy: auto gives it above its size limit too,
+    where an explicit lattice refuses."""
+    g = torch.Generator().manual_seed(0)
+    image, masks = torch.rand(3, 65, 64, generator=g), torch.rand(2, 65, 64, generator=g)  # 4160 pixels
+    energies = []
+    refine_marginals(image, masks, replace(SHIPPED, backend="auto"), energies=energies)
+    assert len(energies) == SHIPPED.iterations + 1
+    with pytest.raises(ValueError, match="exact CRF backend only"):
+        refine_marginals(image, masks, replace(SHIPPED, backend="lattice"), energies=[])

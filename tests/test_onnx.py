@@ -115,3 +115,22 @@ def test_unsupported_models_are_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="skip"):
         export_onnx(tmp_path, RIS(skip="input"))
+
+
+def test_cli_export_onnx_writes_the_graphs_and_overwrites_only_with_force(tmp_path, capsys):
+    from ris_lite.cli import main
+
+    out = tmp_path / "graphs"
+    (tmp_path / "elsewhere.json").write_text("{}")
+    out.mkdir()
+    (out / "settings.json").symlink_to(tmp_path / "elsewhere.json")  # replaced, never written through
+    assert main(["export", "--onnx", str(out), "--embedding", "none"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", "--onnx", str(out), "--embedding", "none", "--force"]) == 0
+    assert {p.name for p in out.iterdir()} == {"ris_fcn.onnx", "ris_step.onnx", "settings.json"}
+    assert not (out / "settings.json").is_symlink() and (tmp_path / "elsewhere.json").read_text() == "{}"
+    assert json.loads((out / "settings.json").read_text())["ris"]["name"] == DEFAULT_MODEL["name"]
+    capsys.readouterr()
+    assert main(["export", "--onnx", str(out), "--run", str(tmp_path)]) == 2
+    assert main(["export"]) == 2
+    assert "--onnx DIR" in capsys.readouterr().err

@@ -241,4 +241,4 @@ def test_cli_refuses_people_data_where_it_has_no_meaning(tmp_path):
 
     assert main(["predict", "--data", "people", "--out", str(tmp_path)]) == 2
     assert main(["score", "--data", "people", "--predictions", str(tmp_path)]) == 2
-    assert main(["evaluate", "--data", "people", "--crf"]) == 2
+    assert main(["evaluate", "--data", "people", "--crf-backend", "exact"]) == 2  # needs --crf

@@ -312,5 +312,7 @@ def test_init_takes_a_model_of_its_own_kind_only(runs, tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "ft"), "--max-steps", "1", "--quiet", "--model-kind", "embedding",
                  "--init", start]) == 0
     assert torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["config"]["init"] == start
-    assert main(["train", "--out", str(tmp_path), "--max-steps", "1", "--init", str(out["set"] / "last.pt")]) == 2
+    # issue 49: without --model-kind the checkpoint says what it holds; a --model-kind that differs is refused
+    assert main(["train", "--out", str(tmp_path), "--max-steps", "1", "--model-kind", "ris",
+                 "--init", str(out["set"] / "last.pt")]) == 2
     assert "holds a set model: pass --model-kind set" in capsys.readouterr().err

@@ -8,7 +8,10 @@ command (``train``, ``evaluate``, ``predict``), each adding its parser; what the
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from typing import List, Optional, Set
 
 from . import evaluate, predict, train
@@ -34,16 +37,44 @@ def given_options(argv: List[str], command: str) -> Set[str]:
     return options & set(vars(sub.parse_args(argv[argv.index(command) + 1:])))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch system's time limit), raised where the process stands so that it
+    ends as Ctrl-C does: a training run saves its checkpoint and releases its folder."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises :class:`Terminated` (only the main thread may set a
+    signal handler: elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.given = given_options(argv, args.command)
     try:
-        check_numbers(args)
-        return args.func(args)
+        with sigterm_as_interrupt():
+            check_numbers(args)
+            return args.func(args)
     except CLIError as e:
         print(f"ris-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"ris-lite {args.command}: terminated by SIGTERM (a training run saved its last checkpoint first)",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"ris-lite {args.command}: interrupted (the last checkpoint is kept)", file=sys.stderr)
         return 130

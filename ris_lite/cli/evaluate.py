@@ -1,5 +1,5 @@
 """``ris-lite evaluate``: SBD, FgBgDice, DiC and |DiC| over a split or a real folder (the
-baseline and RIS+CRF beside it), or region AP for people.
+baseline and RIS+CRF beside it), or region AP for people (RIS+CRF beside it too).
 
 Explained in the book chapters ``book/08_evaluation``, ``book/09_crf``, ``book/10_your_data``
 and ``book/11_people``.
@@ -42,11 +42,17 @@ from .options import (
 def _baseline(a, model, ds) -> dict:
     """The watershed pipeline tuned on the data's own validation split, then scored on ``ds``."""
     val = dataset_of(argparse.Namespace(**{**vars(a), "limit": None}), model, "val")
+    if not len(val):
+        raise CLIError(f"--baseline tunes the watershed on the validation split of --data {a.data}, which is empty: "
+                       f"its {len(ds)} image(s) are too few to split (--val-fraction {a.val_fraction}); give at least "
+                       "2 images, or leave out --baseline")
     params, _ = tune_baseline(val, resolution=a.resolution)
     result = evaluate_baseline(ds, params, a.resolution)
     result["params"] = {"min_distance": params.min_distance, "smooth": params.smooth}
-    result["tuned_on"] = f"{len(val)} validation image{'s' * (len(val) != 1)}" + (" (the images scored: not a fair test)"
-                                                           if a.data != "synthetic" and a.split == "val" else "")
+    # a real folder's validation images are among those scored unless --split train
+    scored = set(getattr(val, "names", ())) & set(getattr(ds, "names", ()))
+    result["tuned_on"] = f"{len(val)} validation image{'s' * (len(val) != 1)}" + (
+        f" ({len(scored)} of them among the images scored: not a fair test)" if scored else "")
     return result
 
 
@@ -71,9 +77,9 @@ def _resolution_note(a, model) -> str:
 
 
 def _evaluate_people(a, model) -> int:
-    """Region AP (the paper's Table 1 measure) of a people model on the stand-in or on VOC."""
-    if a.crf or a.crf_config:
-        raise CLIError("--crf is not wired to region AP yet: score RIS+CRF from Python (book chapter 11)")
+    """Region AP (the paper's Table 1 measure) of a people model on the stand-in or on VOC, and
+    of RIS+CRF with ``--crf`` (each refined instance keeps its step's score)."""
+    crf = crf_of(a, model)
     h, w = model.config.input_size
     try:
         if a.data == "people":
@@ -87,6 +93,8 @@ def _evaluate_people(a, model) -> int:
         raise CLIError(str(e)) from None
     result = {"ris": model_region_ap(model, ds, a.max_steps), "n_images": len(ds),
               "protocol": "VOC/SDS region AP, void excluded"}
+    if crf:
+        result["ris+crf"], result["crf"] = model_region_ap(model, ds, a.max_steps, crf=crf), crf.to_dict()
     if a.baseline:
         if a.data != "people":
             raise CLIError("--baseline for people is tuned on the stand-in's validation scenes: use --data people")
@@ -100,7 +108,7 @@ def _evaluate_people(a, model) -> int:
         print(json.dumps(result))
         return 0
     print(f"{'method':<10} {'AP^r(0.5)':>10} {'AP^r Ave':>10}  n")
-    for name in ("ris", "baseline"):
+    for name in ("ris", "ris+crf", "baseline"):
         if name in result:
             r = result[name]
             print(f"{name:<10} {100 * r['ap50']:>10.1f} {100 * r['ap_mean']:>10.1f}  {len(ds)}")
@@ -129,6 +137,7 @@ def cmd_evaluate(a) -> int:
         if a.baseline:
             result = {method: result, "watershed": _baseline(a, model, ds)}
     result["resolution"] = a.resolution if a.data != "synthetic" else "input"
+    result["model"] = model.source
     if a.json:
         print(json.dumps(result))
     else:
@@ -145,7 +154,7 @@ def add_parser(sub) -> None:
     e.add_argument("--resolution", default="original", choices=["original", "input"],
                    help="real data: score at each label file's own size (official) or at the model's input")
     e.add_argument("--checkpoint", default=None, help="a training checkpoint (default: the shipped model)")
-    e.add_argument("--model", default=None, help="a shipped model by name (default rosettes; see load_pretrained)")
+    e.add_argument("--model", default=None, help="a shipped model by name (default: the package's default model, see load_pretrained)")
     kind_option(e)
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--max-steps", type=int, default=30)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from ..data.folder import split_ids
+from ..data.folder import check_zoom, split_ids
 from ..data.real import open_folder
 from ..data.rosette import DEFAULT_ZOOM, RosetteDataset
 from ..device import pick_device
@@ -22,7 +22,7 @@ from ..model.crf import AUTO_EXACT_MAX_PIXELS, BACKENDS, CRFConfig
 from ..model.crf_lattice import LATTICE_INSTALL, require_pydensecrf
 from ..model.kinds import kind_of
 from ..precision import PRECISIONS, resolve_precision, warn_if_emulated
-from ..pretrained import load_pretrained
+from ..pretrained import default_name, load_pretrained
 
 
 class CLIError(Exception):
@@ -42,21 +42,45 @@ def check_data(spec: str) -> None:
 
 
 #: numeric options and the least value each takes (``True``: the bound itself excluded); every
-#: command's are checked before anything is read or written
+#: command's are checked, finite, before anything is read or written (the sizes that depend on
+#: the model or the curriculum are checked where those are known: ``models``, ``open_real``)
 AT_LEAST = {"limit": (1, False), "max_steps": (1, False), "budget_minutes": (0, True), "batch_size": (1, False),
             "eval_every": (1, False), "stage_max_steps": (1, False), "train_images": (1, False),
-            "val_images": (1, False), "patience": (0, False), "warmup_steps": (0, False), "lr": (0, True)}
+            "val_images": (1, False), "patience": (0, False), "warmup_steps": (0, False), "lr": (0, True),
+            "lr_hold_steps": (0, False), "overlap_weight": (0, False), "monotonic_weight": (0, False),
+            "score_from_stage": (0, False), "fcn_frozen_stages": (0, False), "snapshot_minutes": (0, True),
+            "zoom": (0, True)}
+#: options that are fractions: whether 0 and 1 themselves are allowed
+FRACTIONS = {"val_fraction": (False, False), "sampling_final": (True, True), "sampling_start": (True, False)}
 
 
 def check_numbers(a) -> None:
-    """The numeric options of a parsed command line (``AT_LEAST``, ``--val-fraction``) in range."""
+    """The numeric options of a parsed command line (``AT_LEAST``, ``FRACTIONS``) finite and in range."""
     for dest, (low, strict) in AT_LEAST.items():
         v = getattr(a, dest, None)
         if v is not None and (not math.isfinite(v) or v < low or (strict and v == low)):
-            raise CLIError(f"--{dest.replace('_', '-')} must be {'>' if strict else '>='} {low}, got {v}")
-    fraction = getattr(a, "val_fraction", None)
-    if fraction is not None and not 0 < fraction < 1:
-        raise CLIError(f"--val-fraction must be in (0, 1), got {fraction}")
+            need = f"{'>' if strict else '>='} {low}"
+            raise CLIError(f"--{dest.replace('_', '-')} must be {need if math.isfinite(v) else 'finite and ' + need}, "
+                           f"got {v}")
+    for dest, (zero, one) in FRACTIONS.items():
+        v = getattr(a, dest, None)
+        if v is not None and not ((0 < v or (zero and v == 0)) and (v < 1 or (one and v == 1))):
+            raise CLIError(f"--{dest.replace('_', '-')} must be in {'[' if zero else '('}0, 1{']' if one else ')'}, "
+                           f"got {v}")
+
+
+def check_out_of_data(out: Path, a) -> None:
+    """A run folder that is a real ``--data`` folder (its root, or the folder of its images or
+    labels) is refused before anything is written there, as ``predict --out`` is."""
+    kind, _, root = a.data.partition(":")
+    if kind not in ("cvppp", "folder") or not root:
+        return
+    folders = {Path(root).resolve()}
+    if kind == "folder":
+        folders |= {(Path(root) / p.rpartition("/")[0]).resolve() for p in (a.image_pattern, a.label_pattern)}
+    if out.resolve() in folders:
+        raise CLIError(f"--out {out} is a folder of the data set {a.data}: a run writes last.pt, log.csv and "
+                       "split.json there; choose another --out")
 
 
 @contextmanager
@@ -113,6 +137,10 @@ def open_real(a, input_size, zoom: float, require_labels: bool = True, frame: Op
     trained at ``zoom``, its frames whole or (``--frame plant``) cropped around the plant."""
     patterns = {"image_pattern": a.image_pattern, "label_pattern": a.label_pattern} if a.data.startswith("folder:") else {}
     try:
+        check_zoom(zoom, input_size and tuple(input_size))
+    except ValueError as e:  # before a resize of inf or 1000 times the input, not after it failed
+        raise CLIError(f"--{e}" if a.zoom is not None else str(e)) from None
+    try:
         return open_folder(a.data, size=input_size and tuple(input_size), zoom=zoom, require_labels=require_labels,
                            frame=frame or getattr(a, "frame", "whole"), **patterns)
     except (FileNotFoundError, ValueError) as e:
@@ -155,9 +183,15 @@ def load_cli_model(checkpoint: Optional[str], device: Optional[str], name: Optio
         raise CLIError("pass --checkpoint or --model, not both")
     try:
         dev = pick_device(device)
+        # ``source``: what the command's JSON line names as the model (the package's default when
+        # no model is named: ``ris_lite/pretrained/default.json``)
         if checkpoint is None:
-            return load_pretrained(name or "rosettes").to(dev)
-        return model_from_checkpoint(checkpoint).to(dev)
+            name = default_name() if name is None else name
+            model = load_pretrained(name).to(dev)
+        else:
+            model = model_from_checkpoint(checkpoint).to(dev)
+        model.source = name if checkpoint is None else str(checkpoint)
+        return model
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         raise CLIError(str(e)) from None
 
@@ -193,6 +227,11 @@ def crf_of(a, model):
             config = CRFConfig.load(a.crf_config)
         except FileNotFoundError:
             raise CLIError(f"--crf-config: no such file {a.crf_config!r}") from None
+        except IsADirectoryError:
+            raise CLIError(f"--crf-config {a.crf_config} is a folder: give a CRF config JSON file "
+                           "(CRFConfig.save writes one)") from None
+        except OSError as e:
+            raise CLIError(f"--crf-config {a.crf_config}: cannot read it ({e.strerror or e})") from None
         except (ValueError, TypeError) as e:
             raise CLIError(f"--crf-config {a.crf_config}: {e}") from None
     elif not a.crf:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
+from ..data.people import PEOPLE_SPLITS
 from ..data.people_readers import COCOPeople, VOCPeople, coco_image_folder
-from ..model.checkpoint import export, load_checkpoint, run_summary
-from ..model.fcn import FCN
-from ..model.kinds import kind_of
-from ..model.people import people_model_config
-from ..model.ris import RIS, RISConfig
-from ..pretrained import load_model
+from ..data.rosette import SPLITS
+from ..model.checkpoint import export, load_checkpoint, replace_atomic, run_summary
+from ..pretrained import pretrained_path
 from ..training.config import TrainConfig
 from ..training.curriculum import (
     A1_CURRICULUM,
@@ -27,105 +26,36 @@ from ..training.curriculum import (
     real_curriculum,
 )
 from ..training.distributed import Ranks, close_distributed, init_distributed
+from ..training.divergence import TrainingDiverged
 from ..training.run_lock import RunFolderBusy, RunLock
 from ..training.trainer import Trainer
+from .models import new_model_config
+from .onnx import export_onnx_cmd
 from .options import (
     CLIError,
     check_data,
+    check_out_of_data,
     common,
-    input_size_of,
-    is_people,
+    kind_option,
     model_zoom,
     open_real,
     precision_option,
 )
 from .resume import check_resume
-from .successors import successor_model_config, successor_options
+from .successors import successor_options
 
 #: default learning rates of ``train``: a new model, and fine-tuning one (``--init``), where
 #: 2e-3 undid part of what the shipped model knew (benchmarks/bench_finetune.py)
 SCRATCH_LR, FINE_TUNE_LR = 2e-3, 5e-4
-
-
-def _new_model_config(a):
-    """The model of a new run: the --init checkpoint's, or one built from the flags."""
-    if a.model_kind != "ris" or a.queries is not None or a.embed_dim is not None:
-        return successor_model_config(a)  # ours: RIS's successor families
-    if a.init:
-        try:
-            init = load_model(a.init)
-        except (FileNotFoundError, ValueError) as e:
-            raise CLIError(f"--init: {e}") from None
-        if kind_of(init) != "ris":
-            raise CLIError(f"--init {a.init} holds a {kind_of(init)} model: pass --model-kind {kind_of(init)}")
-        flags = [f for f, on in (("--feedback", a.feedback), ("--coords", a.coords), ("--canvas", a.canvas),
-                                 ("--canvas-memory", a.canvas_memory), ("--input-size", a.input_size)) if on]
-        if flags:
-            raise CLIError(f"{flags[0]} does not combine with --init (the model comes from the checkpoint)")
-        # zero-initialised options: the new model starts as the --init one
-        added = {k: v for k, v in _count_options(a).items() if v}
-        if a.skip != "none":
-            if init.config.skip not in ("none", a.skip):
-                raise CLIError(f"--skip {a.skip}: the --init model already has skip={init.config.skip!r}")
-            added["skip"] = a.skip
-        if added:
-            try:
-                return RISConfig.from_dict({**init.config.to_dict(), **added}), init
-            except ValueError as e:
-                raise CLIError(f"--init with {', '.join(added)}: {e}") from None
-        return init.config, init
-    if is_people(a.data):  # the paper's people configuration (FCN-8s, 1x1 gates), scaled by --fcn-width
-        if any(_count_options(a).values()):
-            raise CLIError("--union-input and --score-sees-union are options of the plant model, not of --data people")
-
-        if a.fcn_width <= 0:
-            raise CLIError(f"--fcn-width must be positive, got {a.fcn_width}")
-        size = input_size_of(a) or ((128, 128) if a.data == "people" else (500, 500))
-        # from scratch the FCN needs BatchNorm; ImageNet weights are plain VGG16 unless asked
-        batch_norm = (not a.imagenet) if a.fcn_batch_norm is None else a.fcn_batch_norm
-        return people_model_config(a.fcn_width, size, batch_norm=batch_norm), None
-    if a.imagenet or a.freeze_fcn or a.fcn_batch_norm is not None:
-        raise CLIError("--imagenet, --freeze-fcn and --fcn-batch-norm belong to the people configuration "
-                       "(--data people)")
-    if a.channels < 1:
-        raise CLIError(f"--channels must be a positive integer, got {a.channels}")
-    if a.fcn_stride < 1:
-        raise CLIError(f"--fcn-stride must be >= 1, got {a.fcn_stride}")
-    size = {"input_size": input_size_of(a)} if a.input_size else {}
-    try:
-        dilations = tuple(int(v) for v in a.fcn_dilations.split(","))
-        model = RISConfig(feedback=a.feedback, fcn_dilations=dilations, channels=a.channels, coords=a.coords,
-                          canvas=a.canvas or a.canvas_memory, canvas_memory=a.canvas_memory,
-                          fcn_stride=a.fcn_stride, **size)
-        FCN(model.in_channels, model.channels, model.fcn_stride, model.fcn_variant, dilations=dilations)
-    except ValueError:
-        raise CLIError(f"--fcn-dilations must be four integers >= 1 like '1,2,4,8', got {a.fcn_dilations!r}") from None
-    model = RISConfig.from_dict({**model.to_dict(), **_count_options(a)})
-    if (a.canvas or a.canvas_memory) and (a.feedback or a.coords):
-        raise CLIError("--canvas does not combine with --feedback or --coords")
-    if a.skip != "none":
-        if a.canvas or a.canvas_memory:
-            raise CLIError("--skip does not combine with --canvas")
-        model = RISConfig.from_dict({**model.to_dict(), "skip": a.skip})
-    try:
-        RIS(model)  # the model's own checks of its options (the union options with a canvas, ...)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-    return model, None
-
-
-def _count_options(a) -> dict:
-    """The model options of ``ris_lite.model.counting`` (ours) asked for on the command line."""
-    return {"union_input": a.union_input, "score_sees_union": a.score_sees_union}
+#: the closest synthetic view ``train --zoom`` draws: at zoom 100 a plant's image held no leaf at all
+SYNTHETIC_MAX_ZOOM = 10
 
 
 def _new_trainer(a, out: Path):
-
+    """A new run from the flags, every one of them checked before anything is written."""
     if (out / "last.pt").exists():
         raise CLIError(f"{out / 'last.pt'} exists: pass --resume auto to continue it, or a new --out")
-    if not 0 < a.val_fraction < 1:
-        raise CLIError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
-    model, init = _new_model_config(a)
+    model, init = new_model_config(a)
     data, real, folder = {}, None, {}
     if a.data == "people":
         data["size"] = list(model.input_size)
@@ -156,6 +86,9 @@ def _new_trainer(a, out: Path):
             raise CLIError(str(e)) from None
         curriculum = real_curriculum(counts, fine_tune=init is not None)
     elif a.zoom is not None:
+        if a.zoom > SYNTHETIC_MAX_ZOOM:
+            raise CLIError(f"--zoom must be in (0, {SYNTHETIC_MAX_ZOOM}] for synthetic plants (1: the whole A1 frame; "
+                           f"closer, the view holds a leaf or two), got {a.zoom}")
         data["zoom"] = a.zoom
         curriculum = [list(s) for s in A1_CURRICULUM]
     else:
@@ -173,11 +106,7 @@ def _new_trainer(a, out: Path):
             raise CLIError(f"--curriculum must look like '2,2,4;4,2,6' (length,lo,hi per stage): {e}") from None
     if a.schedule == "cosine" and a.max_steps is None:
         raise CLIError("--schedule cosine needs --max-steps (the cosine spans the whole run)")
-    if not 0 <= a.sampling_final <= 1 or not 0 <= a.sampling_start < 1:
-        raise CLIError("--sampling-final must be in [0, 1] and --sampling-start in [0, 1)")
-    if min(a.lr_hold_steps, a.overlap_weight, a.monotonic_weight, a.score_from_stage, a.fcn_frozen_stages) < 0:
-        raise CLIError("--lr-hold-steps, --overlap-weight, --monotonic-weight, --score-from-stage and "
-                       "--fcn-frozen-stages must be >= 0")
+    _check_counts(a, curriculum)
     if a.init_fcn and a.init:
         raise CLIError("--init-fcn starts the FCN of a new model; with --init every weight comes from the checkpoint")
     schedule = {"schedule": a.schedule, "warmup_steps": a.warmup_steps, "lr_hold_steps": a.lr_hold_steps,
@@ -208,11 +137,25 @@ def _new_trainer(a, out: Path):
     return trainer
 
 
-def cmd_train(a) -> int:
+def _check_counts(a, curriculum) -> None:
+    """The counts that depend on the data or the curriculum: scenes per side of a drawn data set
+    (more were quietly cut to the split's size) and the stage the score term counts from."""
+    splits = {"synthetic": SPLITS, "people": PEOPLE_SPLITS}.get(a.data)
+    for side, n in (("train", a.train_images), ("val", a.val_images)):
+        have = splits[side][1] - splits[side][0] if splits else n
+        if n > have:
+            raise CLIError(f"--{side}-images must be in [1, {have}] (the {a.data} {side} split holds {have} "
+                           f"scenes), got {n}")
+    if a.score_from_stage > len(curriculum):
+        raise CLIError(f"--score-from-stage must be in 0..{len(curriculum)} (the curriculum has {len(curriculum)} "
+                       f"stage(s); {len(curriculum)}: the score term never counts), got {a.score_from_stage}")
 
-    if a.snapshot_minutes is not None and a.snapshot_minutes <= 0:
-        raise CLIError(f"--snapshot-minutes must be > 0, got {a.snapshot_minutes}")
+
+def cmd_train(a) -> int:
+    """``train``: a new run, or ``--resume`` one; a diverging run stops with one line."""
     out = Path(a.out)
+    if not a.resume:
+        check_out_of_data(out, a)
     # under torchrun: join the other ranks (NCCL on GPUs, gloo on CPUs), each on its own GPU
     a.device = init_distributed(a.device)
     lock = None
@@ -226,8 +169,11 @@ def cmd_train(a) -> int:
                 f"{ranks.world} ranks ({trainer.device.type}; {ranks.world} x batch {batch} = "
                 f"{ranks.world * batch} images a step)")
             print(f"training on {where}; writing {out}/last.pt and {out}/log.csv", file=sys.stderr)
-        trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet,
-                    snapshot_minutes=a.snapshot_minutes)
+        try:
+            trainer.run(budget_minutes=a.budget_minutes, max_steps=a.max_steps, progress=not a.quiet,
+                        snapshot_minutes=a.snapshot_minutes)
+        except TrainingDiverged as e:
+            raise CLIError(_diverged_message(e, out)) from None
         if ranks.main:
             print(json.dumps({"step": trainer.step, "stage": trainer.stage,
                               "minutes": round(trainer.elapsed / 60, 2), "checkpoint": str(out / "last.pt")}))
@@ -251,38 +197,96 @@ def _lock(out: Path) -> RunLock:
     return lock
 
 
+def _diverged_message(e: TrainingDiverged, out: Path) -> str:
+    """The trainer's account of a divergence in the flags' words, and what is left in ``out``."""
+    flags = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in e.suspects.items())
+    left = f"{out / 'last.pt'} is from before it" if (out / "last.pt").exists() else "no last.pt was written"
+    return (f"training diverged at step {e.step}: {e.what}; nothing of it was saved ({left}); likely too large: "
+            f"{flags}: rerun with a smaller value")
+
+
 def _resumed_trainer(a, out: Path) -> Trainer:
-    """``--resume``: the run of a training checkpoint, refused for a model-only file or for flags
-    that differ from its config (``resume.check_resume``)."""
+    """``--resume``: the run of a training checkpoint, refused for a model-only file, for flags
+    that differ from its config (``resume.check_resume``), for an ``--out`` that holds another
+    run, and when there is nothing left to train."""
     ckpt = out / "last.pt" if Path(a.resume).is_dir() or a.resume == "auto" else Path(a.resume)
+    other = [p for p in (out / "last.pt", out / "log.csv") if p.is_file()]
+    if other and out.resolve() != ckpt.parent.resolve():  # its last.pt replaced, its log mixed with ours
+        raise CLIError(f"--out {out} holds another run ({other[0]}): resuming {ckpt} there would replace it; "
+                       f"resume into {ckpt.parent} or into a new folder")
     try:
         check_resume(a, getattr(a, "given", set()), load_checkpoint(ckpt), ckpt)
-        return Trainer.resume(ckpt, out, a.device)
+        trainer = Trainer.resume(ckpt, out, a.device)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
+    limit = trainer.config.max_steps if a.max_steps is None else a.max_steps
+    if trainer.step >= limit:
+        whose = "" if a.max_steps is not None else " (the run's own)"
+        raise CLIError(f"--max-steps {limit}{whose}: the run is already at step {trainer.step}, nothing to train; "
+                       "give a larger --max-steps")
+    if a.budget_minutes is not None and trainer.elapsed >= a.budget_minutes * 60:
+        raise CLIError(f"--budget-minutes {a.budget_minutes:g}: the run has already trained "
+                       f"{trainer.elapsed / 60:.1f} minutes, nothing to train; give a larger --budget-minutes")
+    return trainer
 
 
 def cmd_export(a) -> int:
-    import shutil
-
-
+    """``export``: a run's ``last.pt`` slimmed to ``NAME.pt``, with ``NAME_config.json`` and the
+    run's log and curve as ``NAME_log.csv`` / ``NAME_curve.csv``, in ``--out``. Nothing is
+    overwritten without ``--force``, the package's own ``pretrained/`` is written only with it,
+    and never is the run's own checkpoint or log (``_export_targets``)."""
+    if a.onnx is not None:
+        if a.run is not None:
+            raise CLIError("--run exports a training run, --onnx the graphs of shipped models: give one of them")
+        return export_onnx_cmd(a)
+    if a.run is None:
+        raise CLIError("export needs --run RUN (a training run to ship) or --onnx DIR (ONNX graphs for the browser)")
     run = Path(a.run)
     ckpt = run / "last.pt"
     if not ckpt.is_file():
         raise CLIError(f"no training checkpoint at {ckpt}")
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    copies = {part: run / f"{part}.csv" for part in ("log", "curve")  # curve.csv: test scores per snapshot
+              if (run / f"{part}.csv").is_file()}  # (benchmarks/bench_time_to_target.py)
+    model, config = _export_targets(a, out, [ckpt, *copies.values()])
     try:
-        export(ckpt, out / f"{a.name}.pt")
+        export(ckpt, model)
     except ValueError as e:
         raise CLIError(str(e)) from None
     state = load_checkpoint(ckpt)
-    (out / f"{a.name}_config.json").write_text(run_summary(state))
-    for part in ("log", "curve"):  # curve.csv: test scores per snapshot (benchmarks/bench_time_to_target.py)
-        if (run / f"{part}.csv").is_file():
-            shutil.copyfile(run / f"{part}.csv", out / f"{a.name}_{part}.csv")
-    print(json.dumps({"exported": str(out / f"{a.name}.pt"), "step": state["trainer"]["step"]}))
+    replace_atomic(config, lambda tmp: tmp.write_text(run_summary(state)))  # links replaced, not written through
+    for part, source in copies.items():
+        replace_atomic(out / f"{a.name}_{part}.csv", lambda tmp, source=source: shutil.copyfile(source, tmp))
+    print(json.dumps({"exported": str(model), "step": state["trainer"]["step"]}))
     return 0
+
+
+def _export_targets(a, out: Path, inputs) -> tuple:
+    """``(NAME.pt, NAME_config.json)`` in ``--out``, made a folder; a CLIError for a ``--name``
+    that is not a plain file name, an ``--out`` that cannot be a folder, a file there that is one
+    of the run's own (``inputs``), or one that exists, or the package's ``pretrained/``, without
+    ``--force``."""
+    if not a.name or a.name.startswith(".") or Path(a.name).name != a.name:
+        raise CLIError(f"--name must be a plain file name (no folder, no leading dot), got {a.name!r}")
+    names = [f"{a.name}{end}" for end in (".pt", "_config.json", "_log.csv", "_curve.csv")]
+    own = [n for n in names if any((out / n).resolve() == p.resolve() for p in inputs)]
+    if own:  # even with --force: the next resume would find a slim model where its checkpoint was
+        raise CLIError(f"--out {out} --name {a.name} would replace {out / own[0]}, which it exports from: "
+                       "choose another --name or --out")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and out.resolve() == pretrained_path().parent.resolve() and not a.force:
+        raise CLIError(f"--out {out} is the installed package's shipped models ({out.resolve()}): "
+                       "pass --force to write there")
+    there = [n for n in names if (out / n).exists() or (out / n).is_symlink()]
+    if there and not a.force:
+        raise CLIError(f"--out {out} already holds {', '.join(there)}: pass --force to replace, or choose another "
+                       "--name or --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot make that folder ({e.strerror or e})") from None
+    return out / names[0], out / names[1]
 
 
 def add_parser(sub) -> None:
@@ -291,6 +295,7 @@ def add_parser(sub) -> None:
     common(t)
     successor_options(t)
     t.add_argument("--out", default="runs/ris", help="output folder")
+    kind_option(t)
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and save) after this long")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--resume", default=None, help="'auto' (OUT/last.pt) or a checkpoint path")
@@ -369,7 +374,18 @@ def add_parser(sub) -> None:
     t.set_defaults(func=cmd_train)
 
     x = sub.add_parser("export", help="slim model + config + log (+ curve) of a run, for shipping (load_pretrained)")
-    x.add_argument("--run", required=True, help="a training output folder (holds last.pt, log.csv)")
-    x.add_argument("--out", default="ris_lite/pretrained")
-    x.add_argument("--name", default="rosettes")
+    x.add_argument("--run", default=None, help="a training output folder (holds last.pt, log.csv)")
+    x.add_argument("--onnx", default=None, metavar="DIR",
+                   help="instead of --run: write the ONNX graphs of the book's in-browser page into DIR (ours): "
+                        "the RIS of --model as ris_fcn.onnx + ris_step.onnx, the embedding model, settings.json")
+    x.add_argument("--model", default=None,
+                   help="--onnx: the RIS to export, a shipped name or a checkpoint (default: the default model, with "
+                        "its assembly)")
+    x.add_argument("--embedding", default="rosettes_embedding",
+                   help="--onnx: the embedding model exported beside it ('none': no embedding graph)")
+    x.add_argument("--out", default="exported",
+                   help="folder to write (default: ./exported; to ship a model: --out ris_lite/pretrained --force)")
+    x.add_argument("--name", default="rosettes", help="file name stem: NAME.pt, NAME_config.json, NAME_log.csv")
+    x.add_argument("--force", action="store_true",
+                   help="replace files that exist, and allow writing into the installed package's pretrained/")
     x.set_defaults(func=cmd_export)

@@ -9,6 +9,7 @@ ids need not be contiguous and label ids may have gaps.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -57,10 +58,20 @@ def write_label_png(labels, path: str | Path, size: Optional[Tuple[int, int]] = 
 
     Background 0, leaves renumbered 1..N in increasing id order, resized (nearest)
     to ``size`` = the original ``(H, W)`` if given, saved as an indexed PNG with a palette.
+    Ids must be integers >= 0 (whole numbers in a float map are fine). The file is written
+    beside ``path`` and renamed onto it: a link at ``path`` is replaced, never written through.
     """
     lab = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
     if lab.ndim != 2:
         raise ValueError(f"labels must be (H, W), got shape {lab.shape}")
+    if lab.dtype.kind == "f":
+        bad = lab[np.mod(lab, 1) != 0]  # NaN too
+        if bad.size:
+            raise ValueError(f"labels must hold integer ids, got {bad.size} non-integer value(s) such as "
+                             f"{bad.flat[0]:g}: round them, or pass the integer map predict returns")
+        lab = lab.astype(np.int64)
+    if lab.size and lab.min() < 0:
+        raise ValueError(f"labels hold negative ids (down to {lab.min()}): ids are 0 (background) and positive")
     ids = [i for i in np.unique(lab) if i != 0]
     if len(ids) > 255:
         raise ValueError(f"{len(ids)} labels do not fit an 8-bit indexed PNG")
@@ -74,7 +85,9 @@ def write_label_png(labels, path: str | Path, size: Optional[Tuple[int, int]] = 
     img.putpalette(palette.tolist())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the same suffix: PIL picks the format by it
+    img.save(tmp)
+    os.replace(tmp, path)
     return path
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
+import numbers
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -39,6 +41,29 @@ from .rosette import LabelMapDataset
 FRAMES = ("whole", "plant")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LABEL_EXTENSIONS = (".png", ".tif", ".tiff")
+#: the most pixels a frame is read at (``zoom`` times the model's input): 2**25, a (3, H, W) float32
+#: image of 400 MB (an A1 frame is 265,000 pixels: a larger zoom would only upsample it)
+MAX_WORKING_PIXELS = 2 ** 25
+
+
+def check_zoom(zoom: float, size: Optional[Tuple[int, int]] = None) -> None:
+    """``zoom`` a finite number >= 1 and, for a model of input ``size``, a frame read at ``zoom``
+    times that within ``MAX_WORKING_PIXELS`` -- checked before anything is resized."""
+    if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not (math.isfinite(zoom) and zoom >= 1):
+        raise ValueError(f"zoom must be a finite number >= 1 (1 = the whole frame in the model's input), got {zoom}")
+    if size is not None:
+        h, w = size
+        top = math.sqrt(MAX_WORKING_PIXELS / (h * w))
+        if zoom > top:
+            raise ValueError(f"zoom must be in [1, {top:.0f}] for a model of input {h}x{w} (a frame is read at zoom "
+                             f"times that, at most {MAX_WORKING_PIXELS} pixels), got {zoom}")
+
+
+def check_input_size(size) -> None:
+    """A model's input ``(rows, cols)``: two integers >= 1."""
+    if not (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise ValueError(f"size must be (rows, cols), two integers >= 1, got {size!r}")
 
 
 def _open(path: Path, what: str, kind: str) -> Image.Image:
@@ -53,20 +78,23 @@ def _open(path: Path, what: str, kind: str) -> Image.Image:
 
 
 def read_label_image(path: str | Path, kind: str = "folder") -> np.ndarray:
-    """A label image (palette, 8/16-bit grey, 32-bit integer) -> ``(H, W)`` int64 of raw ids."""
+    """A label image (palette, 8/16-bit grey, 32-bit integer) -> ``(H, W)`` int64 of raw ids
+    (0 and positive: a negative id is an error, as in the metrics)."""
     img = _open(Path(path), "label", kind)
-    if img.mode in ("P", "L") or img.mode.startswith("I"):
-        return np.asarray(img).astype(np.int64)
-    if img.mode == "F":
-        lab = np.asarray(img)
-        if np.all(lab == np.round(lab)) and lab.min() >= 0:
-            return lab.astype(np.int64)
-        raise ValueError(f"{kind}: label file {path} holds non-integer floats; expected one integer id per pixel")
     if img.mode == "1":
         raise ValueError(f"{kind}: label file {path} is a 1-bit foreground mask, not instance labels "
                          "(one integer id per instance)")
-    raise ValueError(f"{kind}: label file {path} has mode {img.mode} (colours?); expected instance ids "
-                     "as a palette PNG or an 8/16/32-bit grey image")
+    if img.mode not in ("P", "L", "F") and not img.mode.startswith("I"):
+        raise ValueError(f"{kind}: label file {path} has mode {img.mode} (colours?); expected instance ids "
+                         "as a palette PNG or an 8/16/32-bit grey image")
+    lab = np.asarray(img)
+    if img.mode == "F" and not np.all(lab == np.round(lab)):
+        raise ValueError(f"{kind}: label file {path} holds non-integer floats; expected one integer id per pixel")
+    lab = lab.astype(np.int64)
+    if lab.size and lab.min() < 0:  # a signed TIFF: its -1 was counted as a leaf, and refused by the metrics
+        raise ValueError(f"{kind}: label file {path} holds negative ids (down to {lab.min()}): ids are 0 "
+                         "(background) and positive integers")
+    return lab
 
 
 def read_image(path: str | Path, kind: str = "folder") -> torch.Tensor:
@@ -162,8 +190,9 @@ class LabelledFolder(LabelMapDataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.kind}: no such folder: {self.root}")
-        if zoom < 1:
-            raise ValueError(f"zoom must be >= 1 (1 = the whole frame in the model's input), got {zoom}")
+        if size is not None:
+            check_input_size(size)
+        check_zoom(zoom, size)
         if size is None and zoom != 1:
             raise ValueError(f"zoom={zoom} needs the model's input size (size=(h, w)) to set the scale")
         if frame not in FRAMES:
@@ -173,11 +202,17 @@ class LabelledFolder(LabelMapDataset):
         folder, regex = _pattern_regex(image_pattern, id_regex)
         _pattern_regex(label_pattern, id_regex)  # validates it
         image_dir = self.root / folder
-        found = {}
+        found, twice = {}, []
         if image_dir.is_dir():
             for p in sorted(image_dir.iterdir()):
                 if (m := regex.match(p.name)) and p.is_file():
+                    if m.group("id") in found:
+                        twice.append((found[m.group("id")], p))
                     found.setdefault(m.group("id"), p)
+        if twice:  # which of them is the image? (one was used silently before)
+            a, b = twice[0]
+            raise ValueError(f"{self.kind}: id {regex.match(a.name).group('id')!r} has two image files, {a} and {b} "
+                             f"({len(twice)} such id(s)): keep one, or give the pattern a fixed extension")
         if not found:
             shown = image_pattern.replace("{id}", self.id_hint)
             raise FileNotFoundError(f"{self.kind}: no images matching {shown!r} in {self.root}")
@@ -191,6 +226,10 @@ class LabelledFolder(LabelMapDataset):
         self._labels = {i: self._find_label(i) for i in self.names}
         if require_labels:
             missing = [i for i in self.names if self._labels[i] is None]
+            jpeg = next((j for j in map(self._jpeg_label, missing) if j is not None), None)
+            if jpeg is not None:
+                raise ValueError(f"{self.kind}: label file {jpeg} is a JPEG, whose lossy compression changes ids "
+                                 "along every edge: save the labels as PNG or TIFF")
             if missing:
                 raise FileNotFoundError(
                     f"{self.kind}: {self._label_hint(missing[0])} is missing (the label of "
@@ -204,15 +243,30 @@ class LabelledFolder(LabelMapDataset):
     def _label_hint(self, i: str) -> str:
         return str(self.root / self.label_pattern.replace("{id}", i))
 
+    def _candidates(self, i: str, extensions: Sequence[str]) -> List[Path]:
+        """The files of id ``i``'s label pattern ending ``.*`` with one of ``extensions`` (any case)."""
+        path = self.root / self.label_pattern.replace("{id}", i)
+        files = {}
+        for ext in extensions:
+            for candidate in (path.with_suffix(ext), path.with_suffix(ext.upper())):
+                if candidate.is_file():  # one file under two spellings on a case-blind disk
+                    files.setdefault((candidate.stat().st_dev, candidate.stat().st_ino), candidate)
+        return sorted(files.values())
+
     def _find_label(self, i: str) -> Optional[Path]:
         path = self.root / self.label_pattern.replace("{id}", i)
         if not self.label_pattern.endswith(".*"):
             return path if path.is_file() else None
-        for ext in LABEL_EXTENSIONS:
-            for candidate in (path.with_suffix(ext), path.with_suffix(ext.upper())):
-                if candidate.is_file():
-                    return candidate
-        return None
+        files = self._candidates(i, LABEL_EXTENSIONS)
+        if len(files) > 1:
+            raise ValueError(f"{self.kind}: id {i!r} has {len(files)} label files, {' and '.join(map(str, files))}: "
+                             "keep one, or give the label pattern a fixed extension")
+        return files[0] if files else None
+
+    def _jpeg_label(self, i: str) -> Optional[Path]:
+        """A JPEG where id ``i``'s label should be (never read as one: see the refusal)."""
+        files = self._candidates(i, (".jpg", ".jpeg")) if self.label_pattern.endswith(".*") else []
+        return files[0] if files else None
 
     def __len__(self) -> int:
         return len(self.names)

@@ -152,6 +152,17 @@ class PersonDataset(torch.utils.data.Dataset):
         return rec.masks.numpy(), rec.void.numpy(), rec.crowd.numpy()
 
 
+def _check_listed(root: Path, listing: Path, ids: Sequence[str]) -> None:
+    """Every id a VOC split list names has its image and both label files (checked up front: a
+    file gone was found half-way through an evaluation, named without the list naming it)."""
+    missing = [(i, p) for i in ids for p in (root / "JPEGImages" / f"{i}.jpg", root / "SegmentationObject" / f"{i}.png",
+                                             root / "SegmentationClass" / f"{i}.png") if not p.is_file()]
+    if missing:
+        i, p = missing[0]
+        raise FileNotFoundError(f"VOC: {listing} names {i!r} but {p} is missing ({len({m[0] for m in missing})} of "
+                                f"its {len(ids)} ids lack a file): restore it, or remove the id from the list")
+
+
 class VOCPeople(PersonDataset):
     """The person instances of Pascal VOC 2012's segmentation set.
 
@@ -179,6 +190,7 @@ class VOCPeople(PersonDataset):
             if not listing.is_file():
                 raise FileNotFoundError(f"no split file {listing} (splits: train, val, trainval)")
             ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+            _check_listed(root, listing, ids)
         self.names = list(ids)
         self._init_cache(cache)
         if with_people_only:

@@ -26,6 +26,10 @@ def _as_labels(x, name: str) -> np.ndarray:
     if not np.issubdtype(a.dtype, np.integer):
         if np.issubdtype(a.dtype, np.floating) and np.all(np.mod(a, 1) == 0):
             a = a.astype(np.int64)
+        elif np.issubdtype(a.dtype, np.floating):
+            bad = a[np.mod(a, 1) != 0]
+            raise TypeError(f"{name} must hold integer labels, got {bad.size} non-integer value(s) such as "
+                            f"{bad.flat[0]:g} (dtype {a.dtype}): round them, or pass the integer map")
         else:
             raise TypeError(f"{name} must hold integer labels, got dtype {a.dtype}")
     if a.size and a.min() < 0:
@@ -290,14 +294,18 @@ def failure_kinds(pred, gt, iou_threshold: float = 0.5) -> Dict[str, List[int]]:
     * ``joined``: predicted ids covering >= 2 ground-truth leaves by more than half each;
     * ``missed``: ground-truth ids that no prediction overlaps with IoU >= threshold;
     * ``hallucinated``: predicted ids lying mostly (> 50 %) on background.
+
+    Background is id 0 in both maps, not the lowest id as the official scorer takes it: a
+    prediction without a background pixel still has its segments judged, and a truth without
+    one has none to hallucinate on.
     """
     pred, gt = _pair(pred, gt)
-    pids = [i for i in np.unique(pred) if i != pred.min()]
-    gids = [i for i in np.unique(gt) if i != gt.min()]
+    pids = [i for i in np.unique(pred) if i != 0]
+    gids = [i for i in np.unique(gt) if i != 0]
     joined, hallucinated = [], []
     for p in pids:
         pm = pred == p
-        if (gt[pm] == gt.min()).mean() > 0.5:
+        if (gt[pm] == 0).mean() > 0.5:
             hallucinated.append(int(p))
         covered = [g for g in gids if (pm & (gt == g)).sum() > 0.5 * (gt == g).sum()]
         if len(covered) >= 2:

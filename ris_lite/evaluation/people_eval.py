@@ -1,18 +1,19 @@
-"""Scoring the people experiment: region AP of RIS and of a non-learned baseline, and the
-occlusion test (does RIS emit the front figures first?).
+"""Scoring the people experiment: region AP of RIS, of RIS+CRF and of a non-learned baseline,
+and the occlusion test (does RIS emit the front figures first?).
 
 Explained in the book chapter ``book/11_people``.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from ..model.crf import CRFConfig, refine
 from ..model.ris import first_claim_labels
 from .metrics import (
     ImageDetections,
@@ -38,6 +39,41 @@ def ris_detections(model, images: torch.Tensor, max_steps: int = 10, batch_size:
     return out
 
 
+def refined_detections(image: torch.Tensor, masks: torch.Tensor, scores: torch.Tensor,
+                       config: Optional[CRFConfig] = None) -> Tuple[torch.Tensor, np.ndarray]:
+    """RIS+CRF's instances on one image as scored detections, as :func:`ris_detections` gives
+    RIS's: ``image (3, H, W)``, RIS's kept soft masks ``(k, H, W)`` and their scores ``(k,)``
+    -> ``(labels (H, W) int64, scores (k',))``. ``labels`` is the CRF's map
+    (:func:`ris_lite.model.crf.refine`), ids 1..k' in the order emitted; detection j keeps the
+    score of the step that emitted it: the CRF moves boundaries, it does not re-rank."""
+    claims, steps = first_claim_labels(masks, return_steps=True)
+    # only the steps that own pixels in RIS's map: RIS+CRF refines RIS's instances, never adds one
+    labels = refine(image, masks[steps], config)
+    k = int(labels.max())
+    if k < len(steps):
+        # an instance lost every pixel to the CRF and the ids closed up: each survivor is the
+        # RIS instance it overlaps most (ids stay in the order emitted, so the order holds)
+        overlap = np.zeros((k + 1, len(steps) + 1), np.int64)
+        np.add.at(overlap, (labels.numpy().ravel(), claims.numpy().ravel()), 1)
+        steps = steps[overlap[1:, 1:].argmax(1)]
+    return labels, scores[steps].double().numpy()
+
+
+@torch.no_grad()
+def crf_detections(model, images: torch.Tensor, config: Optional[CRFConfig] = None, max_steps: int = 10,
+                   batch_size: int = 16) -> List[Tuple[torch.Tensor, np.ndarray]]:
+    """RIS+CRF (the paper's Table 1 row) on ``images (B, 3, H, W)``: :func:`refined_detections`
+    of each image, with ``config`` (default: the model's ``crf_config``, tuned on validation
+    scenes for a shipped model, else ``CRFConfig()``)."""
+    config = config or getattr(model, "crf_config", None) or CRFConfig()
+    out = []
+    for s in range(0, len(images), batch_size):
+        batch = images[s:s + batch_size]
+        for image, (masks, scores) in zip(batch, model.kept_masks(batch, max_steps, return_scores=True)):
+            out.append(refined_detections(image.cpu(), masks, scores, config))
+    return out
+
+
 def label_masks(labels, k: int) -> np.ndarray:
     """``(k, H, W)`` bool: ``labels == 1 .. k``."""
     labels = torch.as_tensor(labels)
@@ -56,15 +92,18 @@ def predictions_region_ap(predictions, gts) -> Dict[str, float]:
     return region_ap([label_detections(lab, sc, g) for (lab, sc), g in zip(predictions, gts)])
 
 
-def model_region_ap(model, dataset, max_steps: int = 10, batch_size: int = 8) -> Dict[str, float]:
-    """APʳ(0.5) and APʳ Ave of RIS on any data set whose ``ground_truth(i)`` gives an item's
-    true masks, void and crowd (``PeopleDataset``, ``VOCPeople``, ``COCOPeople``), images read
-    ``batch_size`` at a time."""
+def model_region_ap(model, dataset, max_steps: int = 10, batch_size: int = 8,
+                    crf: Optional[CRFConfig] = None) -> Dict[str, float]:
+    """APʳ(0.5) and APʳ Ave of RIS (of RIS+CRF with the CRF parameters ``crf``) on any data set
+    whose ``ground_truth(i)`` gives an item's true masks, void and crowd (``PeopleDataset``,
+    ``VOCPeople``, ``COCOPeople``), images read ``batch_size`` at a time."""
     dets = []
     for s in range(0, len(dataset), batch_size):
         idx = range(s, min(s + batch_size, len(dataset)))
         images = torch.stack([dataset[i][0] for i in idx])
-        for i, (labels, scores) in zip(idx, ris_detections(model, images, max_steps, batch_size)):
+        found = (ris_detections(model, images, max_steps, batch_size) if crf is None
+                 else crf_detections(model, images, crf, max_steps, batch_size))
+        for i, (labels, scores) in zip(idx, found):
             dets.append(ImageDetections(label_masks(labels, len(scores)), np.asarray(scores, float),
                                         *dataset.ground_truth(i)))
     return region_ap(dets)
@@ -117,21 +156,28 @@ def region_ap(detections: Sequence[ImageDetections]) -> Dict[str, float]:
     return {"ap50": average_precision_r(detections, 0.5), "ap_mean": average_precision_r_mean(detections)}
 
 
+def matched_instances(labels, gt_masks, iou_threshold: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """Predicted instances (``labels (H, W)``, ids 1..k) matched one-to-one to true masks
+    ``(n, H, W)`` (maximum total IoU, pairs below ``iou_threshold`` dropped): ``(ids - 1,
+    figures)``, two int arrays of the matched pairs' indices, sorted by predicted id."""
+    labels = torch.as_tensor(labels)
+    k = int(labels.max())
+    if k == 0 or len(gt_masks) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    iou = mask_iou(label_masks(labels, k), np.asarray(gt_masks, bool))
+    rows, cols = linear_sum_assignment(-iou)
+    ok = iou[rows, cols] >= iou_threshold
+    return rows[ok], cols[ok]
+
+
 def emission_vs_depth(labels, gt_masks, depth, iou_threshold: float = 0.5) -> Dict:
     """Match RIS's instances (ids in the order emitted) to the true figures (one-to-one,
     maximum total IoU, IoU >= ``iou_threshold``) and compare the emission order with depth.
 
     Returns ``{"tau": Kendall's tau (NaN below two matches), "matched": m, "front_first":
     whether the first matched emission is the nearest matched figure (None below two)}``."""
-    labels = torch.as_tensor(labels)
-    k = int(labels.max())
-    if k == 0 or len(gt_masks) == 0:
-        return {"tau": float("nan"), "matched": 0, "front_first": None}
-    pred = np.stack([(labels == j).numpy() for j in range(1, k + 1)])
-    iou = mask_iou(pred, np.asarray(gt_masks, bool))
-    rows, cols = linear_sum_assignment(-iou)
-    ok = iou[rows, cols] >= iou_threshold
-    steps, depths = rows[ok], np.asarray(depth, float)[cols[ok]]
+    steps, figures = matched_instances(labels, gt_masks, iou_threshold)
+    depths = np.asarray(depth, float)[figures]
     if len(steps) < 2:
         return {"tau": float("nan"), "matched": int(len(steps)), "front_first": None}
     return {"tau": depth_rank_correlation(steps, depths), "matched": int(len(steps)),
@@ -150,19 +196,23 @@ def bootstrap_ci(values: Sequence[float], level: float = 0.95, samples: int = 20
     return float(v.mean()), float(lo), float(hi)
 
 
-def score_people(model, dataset, baseline: Dict, max_steps: int = 10, oracle: bool = True) -> Dict:
+def score_people(model, dataset, baseline: Dict, max_steps: int = 10, oracle: bool = True,
+                 crf: Optional[CRFConfig] = None) -> Dict:
     """Everything the people benchmark reports on a :class:`~ris_lite.data.people.PeopleDataset`.
 
-    ``baseline``: the parameters of :func:`tune_people_baseline` (tuned on another split). Returns
-    a dict with
+    ``baseline``: the parameters of :func:`tune_people_baseline` (tuned on another split);
+    ``crf``: also score RIS+CRF with these CRF parameters (:func:`crf_detections`). Returns a
+    dict with
 
     * ``"ris"``, ``"baseline"``, ``"oracle_foreground"``: region AP of RIS, of the baseline and of
       the connected components of the TRUE foreground (what separating touching figures is worth);
+    * with ``crf``: ``"ris_crf"``, region AP of RIS+CRF, with its label maps and scores
+      (``"ris_crf_labels"``, ``"ris_crf_scores"``);
     * ``"occlusion"``: one :func:`emission_vs_depth` record per image;
     * ``"failures"``: RIS's joined / missed / hallucinated instances
       (:func:`ris_lite.evaluation.metrics.failure_kinds`) summed, with the numbers of true and
       predicted people;
-    * ``"ris_labels"``: RIS's label maps.
+    * ``"ris_labels"``, ``"ris_scores"``: RIS's label maps and the scores of their ids.
     """
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     gts = [dataset[i][1].numpy() for i in range(len(dataset))]
@@ -179,7 +229,11 @@ def score_people(model, dataset, baseline: Dict, max_steps: int = 10, oracle: bo
             kinds[kind] += len(ids)
     out["failures"] = {**kinds, "people": int(sum(len(g) for g in gts)),
                        "predicted": int(sum(len(sc) for _, sc in ris))}
-    out["ris_labels"] = [lab for lab, _ in ris]
+    out["ris_labels"], out["ris_scores"] = [lab for lab, _ in ris], [sc for _, sc in ris]
+    if crf is not None:
+        refined = crf_detections(model, images, crf, max_steps)
+        out["ris_crf"] = predictions_region_ap(refined, gts)
+        out["ris_crf_labels"], out["ris_crf_scores"] = [lab for lab, _ in refined], [sc for _, sc in refined]
     return out
 
 

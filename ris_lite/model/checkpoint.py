@@ -15,7 +15,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -44,6 +44,16 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def replace_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` to ``path.tmp``, then rename it onto ``path``: a crash never leaves half a
+    file, and a link at ``path`` is replaced, never written through (into what it points at)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -28,13 +28,14 @@ bfloat16) and each iteration is one matrix product. The smoothness kernel factor
 and columns, so it is applied exactly as two small matrix products. Larger images fall back to
 recomputing the appearance blocks at each iteration (exact, slower, memory bounded by
 ``CRFConfig.max_kernel_bytes``). Krähenbühl's permutohedral lattice (``crf_lattice``) approximates
-the same sums in linear time: ``CRFConfig.backend`` is ``"exact"`` (this module; the default, which
-computed the book's numbers), ``"lattice"`` or ``"auto"`` (the CLI's default; ``choose_backend``).
+the same sums in linear time: ``CRFConfig.backend`` is ``"exact"`` (this module; it computed the
+book's RIS+CRF table), ``"lattice"`` or ``"auto"`` (the library's and the CLI's default; ``choose_backend``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -91,28 +92,14 @@ class CRFConfig:
     kernel_dtype: str = "auto"
     #: how mean field is computed: "exact" (every pixel pair, quadratic), "lattice" (Krähenbühl's
     #: permutohedral lattice, linear, approximate; needs pydensecrf2) or "auto" (exact up to
-    #: ``AUTO_EXACT_MAX_PIXELS``, the lattice above); the other fields mean the same in each
-    backend: str = "exact"
+    #: ``AUTO_EXACT_MAX_PIXELS``, the lattice above: the default, as the exact CRF of a 191 x 180
+    #: A1 frame takes minutes, issue #50); the other fields mean the same in each
+    backend: str = "auto"
 
     def __post_init__(self):
-        if self.iterations < 0:
-            raise ValueError(f"CRFConfig.iterations must be >= 0, got {self.iterations}")
-        for name in ("appearance_xy", "appearance_rgb", "smoothness_xy"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"CRFConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("appearance_weight", "smoothness_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"CRFConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.normalization not in ("symmetric", "none"):
-            raise ValueError(f"CRFConfig.normalization must be 'symmetric' or 'none', got {self.normalization!r}")
-        if self.unary not in ("share", "sequential"):
-            raise ValueError(f"CRFConfig.unary must be 'share' or 'sequential', got {self.unary!r}")
-        if not 0 < self.min_probability < 1:
-            raise ValueError(f"CRFConfig.min_probability must lie in (0, 1), got {self.min_probability}")
-        if self.kernel_dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"CRFConfig.kernel_dtype must be auto, float32 or bfloat16, got {self.kernel_dtype!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"CRFConfig.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        for name, (need, ok) in _FIELD_RULES.items():  # a JSON file may hold anything: type first
+            if not ok(getattr(self, name)):
+                raise ValueError(f"CRFConfig.{name} must be {need}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +122,30 @@ class CRFConfig:
 
     def save(self, path: Union[str, Path]) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+#: CRFConfig field -> (what it must be, the test): checked when a config is made or loaded
+_FIELD_RULES = {
+    "iterations": ("an integer >= 0", lambda v: _integer(v) and v >= 0),
+    **{n: ("a finite number > 0", lambda v: _number(v) and v > 0)
+       for n in ("appearance_xy", "appearance_rgb", "smoothness_xy")},
+    **{n: ("a finite number >= 0", lambda v: _number(v) and v >= 0) for n in ("appearance_weight", "smoothness_weight")},
+    "normalization": ("'symmetric' or 'none'", lambda v: v in ("symmetric", "none")),
+    "unary": ("'share' or 'sequential'", lambda v: v in ("share", "sequential")),
+    "min_probability": ("a number in (0, 1)", lambda v: _number(v) and 0 < v < 1),
+    "keep_count": ("true or false", lambda v: isinstance(v, bool)),
+    "max_kernel_bytes": ("an integer > 0", lambda v: _integer(v) and v > 0),
+    "kernel_dtype": ("auto, float32 or bfloat16", lambda v: v in ("auto", "float32", "bfloat16")),
+    "backend": (f"one of {', '.join(BACKENDS)}", lambda v: v in BACKENDS),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,8 +325,10 @@ def refine_marginals(image: Tensorish, masks: Tensorish, config: Optional[CRFCon
     """Marginals ``Q (k + 1, H, W)`` (background first) of the CRF built on ``image (C, H, W)``
     and RIS's soft masks ``(k, H, W)`` of the steps it kept, computed by ``config.backend``
     (``build_crf``). ``crf``: a CRF already built on this image with the same kernel widths
-    (reused, e.g. while tuning weights). ``energies`` (a list to fill): exact backend only."""
+    (reused, e.g. while tuning weights). ``energies`` (a list to fill): exact backend only (auto runs it)."""
     config = config or CRFConfig()
+    if energies is not None and config.backend == "auto" and crf is None:  # the lattice has no free energy
+        config = replace(config, backend="exact")
     image = _check_image(torch.as_tensor(image))
     masks = _check_masks(torch.as_tensor(masks, device=image.device), image.shape[1:])
     probabilities = unary_probabilities(masks, config.unary)

@@ -26,6 +26,8 @@ delta_v`` away.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -35,7 +37,7 @@ from torch import nn
 
 from ..precision import autocast, resolve_precision
 from .assembly import consecutive_in_order
-from .inputs import as_image_batch, check_max_steps
+from .inputs import as_image_batch, check_max_steps, check_size, check_threshold
 from .set_prediction import PlantConfig, PlantFeatures, check_images
 
 
@@ -121,6 +123,11 @@ class EmbeddingModel(nn.Module):
         if crf is not False and crf is not None:
             raise ValueError("crf: RIS+CRF refines RIS's masks; an embedding model predicts without it")
         check_max_steps(max_steps)
+        check_threshold("fg_threshold", fg_threshold)
+        if bandwidth is not None and not (isinstance(bandwidth, numbers.Real) and 0 < bandwidth < math.inf):
+            raise ValueError(f"bandwidth must be a finite number > 0 (None: the config's radius), got {bandwidth!r}")
+        if min_size is not None:
+            check_size("min_size", min_size)
         c = self.config
         images = as_image_batch(images, c.in_channels, c.input_size, self.device)
         was_training = self.training

@@ -102,3 +102,15 @@ class FCN(nn.Module):
         """Side, in input pixels, of the square that one output feature sees."""
         first = 2 * self.stride - 1 if self.variant == "downsample" else 9
         return first + 2 * sum(self.dilations) * self.stride
+
+
+def largest_stride(height: int, width: int) -> int:
+    """The coarsest stride of the downsampling FCN that leaves a feature grid (and so a mask
+    grid) of at least one cell on a ``height x width`` input (:meth:`FCN.output_size`'s rule)."""
+    def cells(side: int, s: int) -> int:
+        return (side + 2 * (s // 2) - (2 * s - 1)) // s + 1
+
+    s = 1
+    while cells(height, s + 1) >= 1 and cells(width, s + 1) >= 1:
+        s += 1
+    return s

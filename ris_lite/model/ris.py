@@ -20,6 +20,7 @@ from .counting import UnionInput, UnionScore
 from .fcn import FCN
 from .fcn8s import FCN8s
 from .inhibition import ConfidenceHead, SpatialInhibition, inhibition_bias_init
+from .inputs import as_image_batch, check_max_steps, check_predict_options
 from .skip import SKIP_KINDS, BoundarySkip
 
 
@@ -142,6 +143,9 @@ class RIS(nn.Module):
         #: dense-CRF parameters used by ``predict(crf=True)``; shipped models carry the values
         #: tuned on their validation split (``ris_lite.model.crf``, book chapter ``09_crf``)
         self.crf_config = None
+        #: ``{"assembly": ..., "min_size": ...}``: the label assembly ``predict`` uses by default,
+        #: set by ``load_pretrained`` for a shipped model that stores one (None: the paper's rule)
+        self.assembly_rule = None
         #: set by ``trainable_parameters(freeze_fcn=True)``: the FCN below its last layer is fixed
         self.frozen_fcn = False
 
@@ -172,7 +176,8 @@ class RIS(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _check(self, images: torch.Tensor) -> None:
+    def _check(self, images: torch.Tensor, steps: int) -> None:
+        check_max_steps(steps, "steps")
         if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != self.config.in_channels:
             shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
             raise ValueError(f"RIS expects images (B,{self.config.in_channels},H,W), got {shape}")
@@ -187,7 +192,7 @@ class RIS(nn.Module):
         ``c_layers`` ((B,T,layers,d,h',w')); with ``union_input`` or ``score_sees_union`` also
         the ``union`` of earlier masks that each step read ((B,T,h',w')). ``score_logits`` returns scores before
         the sigmoid (for a numerically stable loss)."""
-        self._check(images)
+        self._check(images, steps)
         if self.config.canvas:
             return self._forward_canvas(images, steps, return_stages, score_logits)
         features = self.fcn(with_coordinates(images) if self.config.coords else images)
@@ -316,8 +321,6 @@ class RIS(nn.Module):
 
     def _as_batch(self, images) -> torch.Tensor:
         """Images as ``(B,C,H,W)`` float32 in [0, 1] on the model's device (``model.inputs``)."""
-        from .inputs import as_image_batch
-
         return as_image_batch(images, self.config.in_channels, self.config.input_size, self.device)
 
     @torch.no_grad()
@@ -333,8 +336,6 @@ class RIS(nn.Module):
         above the input size a warning (``ris_lite.model.inputs``). ``precision`` as in
         ``ris_lite.precision`` (default fp32: scores that any machine reproduces; ``"auto"``
         autocasts where the hardware makes it faster)."""
-        from .inputs import check_max_steps
-
         check_max_steps(max_steps)
         images = self._as_batch(images)
         was_training = self.training
@@ -356,21 +357,28 @@ class RIS(nn.Module):
     @torch.no_grad()
     def predict(self, images, max_steps: int = 30, mask_threshold: float = 0.5,
                 score_threshold: float = 0.5, crf=False, precision: str = "fp32",
-                assembly: str = "first", min_size: int = 0) -> List[torch.Tensor]:
+                assembly: Optional[str] = None, min_size: Optional[int] = None) -> List[torch.Tensor]:
         """Label maps for a batch: stop at the first score below ``score_threshold``.
 
         Accepts images as :meth:`kept_masks` does (uint8 0..255 is divided by 255). A pixel
         claimed by two steps stays with the earlier one (``assembly="first"``, the paper; ``"argmax"``, ours:
         with the step of highest score-weighted mask, ``ris_lite.model.assembly``), and segments
-        under ``min_size`` pixels become background (0: none, the paper). Returns a list of
+        under ``min_size`` pixels become background (0: none, the paper). Left as None, both are
+        the model's ``assembly_rule`` (the choice stored with a shipped model, see
+        ``ris_lite.pretrained.load_pretrained``), else the paper's ``"first"`` and 0. Returns a list of
         ``(H, W)`` int64 label maps on the CPU with background 0 and ids 1..k consecutive in
         the order found.
 
         ``crf=True`` refines the kept soft masks with the paper's dense CRF (RIS+CRF,
         ``ris_lite.model.crf.refine``) using ``self.crf_config`` (the parameters tuned for a shipped
         model, else ``CRFConfig()``); a ``CRFConfig`` passed as ``crf`` is used as it is.
-        ``precision``: as in :meth:`kept_masks`.
+        ``precision``: as in :meth:`kept_masks`. Every option is checked (``inputs.check_predict_options``).
         """
+        # the stored rule was chosen for the masks as they are; the CRF assigns pixels itself
+        rule = (self.assembly_rule if crf is False or crf is None else None) or {"assembly": "first", "min_size": 0}
+        assembly = rule["assembly"] if assembly is None else assembly
+        min_size = rule["min_size"] if min_size is None else min_size
+        check_predict_options(mask_threshold, score_threshold, min_size, assembly, crf)
         images = self._as_batch(images)
         kept = self.kept_masks(images, max_steps, score_threshold, return_scores=True, precision=precision)
         if crf is False or crf is None:

@@ -41,7 +41,7 @@ from torch import nn
 from ..precision import autocast, resolve_precision
 from .assembly import assemble
 from .fcn import FCN
-from .inputs import as_image_batch, check_max_steps
+from .inputs import as_image_batch, check_max_steps, check_predict_options
 
 
 @dataclass
@@ -241,5 +241,6 @@ class SetPredictor(nn.Module):
         ``crf`` must be False (RIS+CRF is RIS's)."""
         if crf is not False and crf is not None:
             raise ValueError("crf: RIS+CRF refines RIS's masks; a set model predicts without it")
+        check_predict_options(mask_threshold, score_threshold, min_size, assembly, crf)
         kept = self.kept_masks(images, max_steps, score_threshold, return_scores=True, precision=precision)
         return [assemble(m, s, assembly, mask_threshold, min_size) for m, s in kept]

@@ -6,6 +6,7 @@ Explained in the book chapter ``book/06_training``; the options marked "ours" in
 
 from __future__ import annotations
 
+import math
 from dataclasses import InitVar, asdict, dataclass, field
 from typing import List, Optional
 
@@ -16,6 +17,10 @@ from .canvas import sampling_probability
 from .curriculum import A1_CURRICULUM, check_stages
 from .loss import SCORE_TARGETS
 from .schedule import cosine_lr
+
+#: the float settings of a run, each checked finite
+FLOAT_FIELDS = ("lr", "clip", "lam", "min_delta", "lr_factor", "min_lr", "overlap_weight", "monotonic_weight",
+                "sampling_final", "sampling_start", "val_fraction")
 
 
 @dataclass
@@ -107,6 +112,10 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in ("plateau", "cosine"):
             raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
+        for name in FLOAT_FIELDS:  # NaN passes every comparison below: caught here, before a run writes
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if min(self.lr_hold_steps, self.overlap_weight, self.monotonic_weight, self.score_from_stage) < 0:
             raise ValueError("lr_hold_steps, overlap_weight, monotonic_weight and score_from_stage must be >= 0, "
                              f"got {self.lr_hold_steps}, {self.overlap_weight}, {self.monotonic_weight}, "

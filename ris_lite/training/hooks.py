@@ -51,6 +51,8 @@ class ProgressLog(Hook):
         new = not path.exists() or t.step == 0
         if not new:
             drop_rows_after(path, t.step)
+        elif path.is_symlink():  # a new log replaces a link, never writes through it
+            path.unlink()
         self.file = open(path, "w" if new else "a", newline="")
         self.writer = csv.writer(self.file)
         if new:
@@ -96,7 +98,8 @@ def drop_rows_after(path: Path, step: int) -> int:
 class PeriodicCheckpoint(Hook):
     """``OUT/last.pt`` every ``every_steps`` steps or 5 wall-clock minutes, whichever first,
     and once more at the end (an interrupted run loses at most that much). A run that stops
-    before its first step writes nothing: a failed start leaves no ``last.pt`` to resume."""
+    before its first step writes nothing: a failed start leaves no ``last.pt`` to resume. Nor
+    does a run that diverged (``trainer.diverged``, ``divergence``): its weights are ruined."""
 
     def __init__(self, trainer, every_steps: int = 200, every_seconds: float = 300.0):
         self.trainer, self.every_steps, self.every_seconds = trainer, every_steps, every_seconds
@@ -110,7 +113,7 @@ class PeriodicCheckpoint(Hook):
             self.last = time.time()
 
     def after_train(self) -> None:
-        if self.trainer.step > self.first_step:
+        if self.trainer.step > self.first_step and not self.trainer.diverged:
             self.trainer.save()
 
 

@@ -26,7 +26,7 @@ import torch
 from ..data.augment import collate_instances
 from ..data.folder import LabelledFolder
 from ..device import pick_device
-from ..model.checkpoint import load_checkpoint, run_summary, save_atomic
+from ..model.checkpoint import load_checkpoint, replace_atomic, run_summary, save_atomic
 from ..model.kinds import build_model
 from ..precision import autocast, grad_scaler, resolve_precision, warn_if_emulated
 from ..pretrained import load_model
@@ -42,6 +42,7 @@ from .checkpointing import (
 from .config import TrainConfig
 from .curriculum import Curriculum
 from .distributed import Ranks
+from .divergence import check_weights, checked_loss
 from .hooks import PeriodicCheckpoint, ProgressLog, Snapshots
 from .loss import ris_loss, with_monotonic_penalty, with_overlap_penalty
 from .schedule import PlateauRule, cut_lr
@@ -80,7 +81,8 @@ class Trainer(TrainerCounters):
         start = len(c.curriculum) - 1 if single_step else first_stage(c.model_kind, c.curriculum)
         self.curriculum = Curriculum(c.curriculum, start)
         self.plateau = PlateauRule(c.patience, c.min_delta, c.stage_max_steps, c.lr_hold_steps)
-        self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+        # ``diverged``: a NaN or infinity stopped the run (``divergence``); nothing more is saved
+        self.step, self.images_seen, self.elapsed, self.diverged = 0, 0, 0.0, False
         self.snapshots_kept = 0  # index k of the last snapshot kept (at k x snapshot_minutes)
         self.events: List[dict] = []
         self.source = open_source(c, self.model.config.input_size, data)
@@ -139,33 +141,24 @@ class Trainer(TrainerCounters):
 
     def _loss(self, images, targets, counts, return_parts=False, generator=None):
         images, targets = images.to(self.device), targets.to(self.device)
-        c = self.config
-        if c.model_kind != "ris":
+        if self.config.model_kind != "ris":
             return successor_loss(self, images, targets, counts, return_parts)
         if self.canvas:
             return _canvas_loss(self, images, targets, counts, return_parts, self.gen if generator is None else generator)
-        lengths = self.lengths(counts)
-        with autocast(self.precision, self.device):
-            masks, logits = self.model(images, int(lengths.max()), score_logits=True)
-        lam = c.lam if self.stage >= c.score_from_stage else 0.0
-        out = ris_loss(masks.float(), logits.float(), targets, counts, lam, lengths=lengths,
-                       scores_are_logits=True, return_parts=return_parts, score_target=c.score_target)
-        if c.overlap_weight:
-            out = with_overlap_penalty(out, masks.float(), lengths, c.overlap_weight)
-        if c.monotonic_weight and lam:
-            out = with_monotonic_penalty(out, logits.float(), lengths, c.monotonic_weight)
-        return out
+        return _ris_loss(self, images, targets, counts, return_parts)
 
     def train_step(self) -> dict:
+        """One optimiser step (a NaN or infinity raises ``divergence.TrainingDiverged`` before it counts)."""
         self.model.train()
         self.ranks.reseed(self.gen, self.config.seed, self.step)
         images, targets, counts = self._batch()
-        loss, parts = self.ranks.training_loss(self)(images, targets, counts, return_parts=True)
+        loss, parts = checked_loss(self, images, targets, counts)
         self.optimizer.zero_grad(set_to_none=True)
         if self.config.schedule == "cosine":
             for g in self.optimizer.param_groups:
                 g["lr"] = self.config.lr_at(self.step)
         optimizer_step(loss, self.optimizer, self.scaler, self.model, self.config.clip, self.frozen_parameters())
+        check_weights(self)
         self.step += 1
         self.curriculum.stage_step += 1
         self.images_seen += images.shape[0] * self.ranks.world  # every rank's images
@@ -241,7 +234,7 @@ class Trainer(TrainerCounters):
         path = Path(path) if path else self.out / "last.pt"
         state = trainer_state(self)
         save_atomic(state, path)
-        path.with_suffix(".json").write_text(run_summary(state))
+        replace_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(run_summary(state)))
         return path
 
     @classmethod
@@ -256,6 +249,23 @@ class Trainer(TrainerCounters):
         if t.split is not None:
             check_split(t.source, t.config, t.out)
         return t
+
+
+def _ris_loss(t: Trainer, images, targets, counts, return_parts: bool):
+    """``Trainer._loss`` of RIS: eq. (5) over the unrolled steps, with ours, when on, the
+    overlap and monotonic-score penalties and the score term from ``score_from_stage``."""
+    c = t.config
+    lengths = t.lengths(counts)
+    with autocast(t.precision, t.device):
+        masks, logits = t.model(images, int(lengths.max()), score_logits=True)
+    lam = c.lam if t.stage >= c.score_from_stage else 0.0
+    out = ris_loss(masks.float(), logits.float(), targets, counts, lam, lengths=lengths,
+                   scores_are_logits=True, return_parts=return_parts, score_target=c.score_target)
+    if c.overlap_weight:
+        out = with_overlap_penalty(out, masks.float(), lengths, c.overlap_weight)
+    if c.monotonic_weight and lam:
+        out = with_monotonic_penalty(out, logits.float(), lengths, c.monotonic_weight)
+    return out
 
 
 def _canvas_loss(t: Trainer, images, targets, counts, return_parts: bool, gen: torch.Generator):
