@@ -23,7 +23,7 @@ from ..model.ris import RISConfig
 
 def train_person_segmenter(config: RISConfig, dataset, steps: int = 800, batch_size: int = 8, lr: float = 2e-3,
                            clip: float = 5.0, seed: int = 0) -> Tuple[PersonSegmenter, List[float]]:
-    """A :class:`PersonSegmenter` with the FCN-8s of ``config``, trained ``steps`` steps on
+    """A :class:`~ris_lite.model.people_segmenter.PersonSegmenter` with the FCN-8s of ``config``, trained ``steps`` steps on
     batches of ``batch_size`` items ``(image (3, H, W), masks (n, H, W))`` of ``dataset`` drawn
     at random with replacement. ``seed`` fixes the initial weights, the batches and the flips,
     and nothing outside (the global RNG is left as it was). Returns the model, in eval mode,
