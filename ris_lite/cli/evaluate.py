@@ -137,7 +137,7 @@ def cmd_evaluate(a) -> int:
         if a.baseline:
             result = {method: result, "watershed": _baseline(a, model, ds)}
     result["resolution"] = a.resolution if a.data != "synthetic" else "input"
-    result["model"] = model.source
+    result["model"] = model.cli_name
     if a.json:
         print(json.dumps(result))
     else:

@@ -183,14 +183,14 @@ def load_cli_model(checkpoint: Optional[str], device: Optional[str], name: Optio
         raise CLIError("pass --checkpoint or --model, not both")
     try:
         dev = pick_device(device)
-        # ``source``: what the command's JSON line names as the model (the package's default when
+        # ``cli_name``: what the command's JSON line names as the model (the package's default when
         # no model is named: ``ris_lite/pretrained/default.json``)
         if checkpoint is None:
             name = default_name() if name is None else name
             model = load_pretrained(name).to(dev)
         else:
             model = model_from_checkpoint(checkpoint).to(dev)
-        model.source = name if checkpoint is None else str(checkpoint)
+        model.cli_name = name if checkpoint is None else str(checkpoint)
         return model
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         raise CLIError(str(e)) from None

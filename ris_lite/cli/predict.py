@@ -59,7 +59,7 @@ def cmd_predict(a) -> int:
             if overlay.is_symlink():  # the figure is saved in place: the link goes first
                 overlay.unlink()
             save_overlay(image, labels, overlay)
-    print(json.dumps({"written": len(ds), "out": str(out), "model": model.source}))
+    print(json.dumps({"written": len(ds), "out": str(out), "model": model.cli_name}))
     return 0
 
 
